@@ -1,0 +1,142 @@
+#include "common/job_spec.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+
+namespace tessera {
+namespace {
+
+constexpr int kMaxNodes = 1024;
+
+}  // namespace
+
+void ApplyJobDefaults(JobSpec* spec) {
+  if (spec->name().empty()) spec->set_name("job");
+  if (spec->batch_size() == 0) spec->set_batch_size(64);
+  if (spec->epochs() == 0) spec->set_epochs(1);
+  if (spec->mode() == CONSISTENCY_MODE_UNSPECIFIED) spec->set_mode(SYNC);
+  if (spec->seed() == 0) spec->set_seed(1);
+  if (spec->num_workers() == 0) spec->set_num_workers(1);
+  if (spec->num_servers() == 0) spec->set_num_servers(1);
+  if (spec->log_every_steps() == 0) spec->set_log_every_steps(20);
+  DataSpec* data = spec->mutable_data();
+  if (data->format() == DataSpec::FORMAT_UNSPECIFIED) data->set_format(DataSpec::IDX);
+  if (data->path().empty()) data->set_path(kDefaultDataPath);
+  OptimizerSpec* opt = spec->mutable_optimizer();
+  switch (opt->kind()) {
+    case OptimizerSpec::ADAM:
+      if (opt->beta1() == 0) opt->set_beta1(0.9f);
+      if (opt->beta2() == 0) opt->set_beta2(0.999f);
+      if (opt->epsilon() == 0) opt->set_epsilon(1e-8f);
+      break;
+    case OptimizerSpec::ADAGRAD:
+      if (opt->epsilon() == 0) opt->set_epsilon(1e-10f);
+      if (opt->initial_accumulator() == 0) opt->set_initial_accumulator(0.1f);
+      break;
+    default:
+      break;
+  }
+}
+
+absl::Status ValidateJobSpec(const JobSpec& spec) {
+  auto bad = [](auto&&... parts) {
+    return absl::InvalidArgumentError(absl::StrCat(parts...));
+  };
+  const ModelSpec& model = spec.model();
+  if (model.kind() == ModelSpec::KIND_UNSPECIFIED) {
+    return bad("model.type is required (softmax_regression or mlp)");
+  }
+  if (model.kind() == ModelSpec::MLP && model.hidden_layers_size() == 0) {
+    return bad("model.hidden_layers: an mlp needs at least one hidden layer");
+  }
+  if (model.kind() == ModelSpec::SOFTMAX_REGRESSION && model.hidden_layers_size() != 0) {
+    return bad("model.hidden_layers: softmax_regression has no hidden layers");
+  }
+  for (int i = 0; i < model.hidden_layers_size(); ++i) {
+    const int w = model.hidden_layers(i);
+    if (w <= 0 || w > 65536) {
+      return bad("model.hidden_layers[", i, "] = ", w, ": must be in 1..65536");
+    }
+  }
+  const OptimizerSpec& opt = spec.optimizer();
+  if (opt.kind() == OptimizerSpec::KIND_UNSPECIFIED) {
+    return bad("optimizer.type is required (sgd, adagrad or adam)");
+  }
+  if (!(opt.learning_rate() > 0) || !std::isfinite(opt.learning_rate())) {
+    return bad("optimizer.learning_rate must be a positive number, got ", opt.learning_rate());
+  }
+  if (opt.momentum() < 0 || opt.momentum() >= 1) {
+    return bad("optimizer.momentum must be in [0, 1), got ", opt.momentum());
+  }
+  if (opt.nesterov() && (opt.kind() != OptimizerSpec::SGD || opt.momentum() == 0)) {
+    return bad("optimizer.nesterov needs type sgd with a momentum > 0");
+  }
+  if (opt.kind() == OptimizerSpec::ADAM) {
+    if (opt.beta1() < 0 || opt.beta1() >= 1) return bad("optimizer.beta1 must be in [0, 1)");
+    if (opt.beta2() < 0 || opt.beta2() >= 1) return bad("optimizer.beta2 must be in [0, 1)");
+  }
+  if (opt.epsilon() < 0) return bad("optimizer.epsilon must be >= 0");
+  if (opt.weight_decay() < 0) return bad("optimizer.weight_decay must be >= 0");
+  if (spec.batch_size() < 1 || spec.batch_size() > 1 << 20) {
+    return bad("batch_size must be in 1..1048576, got ", spec.batch_size());
+  }
+  if (spec.epochs() < 1 || spec.epochs() > 100000) {
+    return bad("epochs must be in 1..100000, got ", spec.epochs());
+  }
+  if (spec.max_steps() < 0) return bad("max_steps must be >= 0");
+  if (spec.staleness() < 0) return bad("staleness must be >= 0");
+  if (spec.staleness() > 0 && spec.mode() != SSP) {
+    return bad("staleness is only meaningful with mode: ssp");
+  }
+  if (spec.num_workers() < 1 || spec.num_workers() > kMaxNodes) {
+    return bad("num_workers must be in 1..", kMaxNodes, ", got ", spec.num_workers());
+  }
+  if (spec.num_servers() < 1 || spec.num_servers() > kMaxNodes) {
+    return bad("num_servers must be in 1..", kMaxNodes, ", got ", spec.num_servers());
+  }
+  if (spec.log_every_steps() < 1) return bad("log_every_steps must be >= 1");
+  if (spec.data().path().empty()) return bad("data.path is required");
+  if (spec.data().train_limit() < 0) return bad("data.train_limit must be >= 0");
+  if (spec.data().test_limit() < 0) return bad("data.test_limit must be >= 0");
+  return absl::OkStatus();
+}
+
+std::string ModeName(ConsistencyMode mode) {
+  switch (mode) {
+    case SYNC: return "sync";
+    case ASYNC: return "async";
+    case SSP: return "ssp";
+    default: return "unspecified";
+  }
+}
+
+std::string JobStateName(JobState state) {
+  switch (state) {
+    case PENDING: return "pending";
+    case RUNNING: return "running";
+    case SUCCEEDED: return "succeeded";
+    case FAILED: return "failed";
+    case CANCELLED: return "cancelled";
+    default: return "unknown";
+  }
+}
+
+std::string ModelName(ModelSpec::Kind kind) {
+  switch (kind) {
+    case ModelSpec::SOFTMAX_REGRESSION: return "softmax_regression";
+    case ModelSpec::MLP: return "mlp";
+    default: return "unspecified";
+  }
+}
+
+std::string OptimizerName(OptimizerSpec::Kind kind) {
+  switch (kind) {
+    case OptimizerSpec::SGD: return "sgd";
+    case OptimizerSpec::ADAGRAD: return "adagrad";
+    case OptimizerSpec::ADAM: return "adam";
+    default: return "unspecified";
+  }
+}
+
+}  // namespace tessera

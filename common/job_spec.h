@@ -1,0 +1,32 @@
+#ifndef TESSERA_COMMON_JOB_SPEC_H_
+#define TESSERA_COMMON_JOB_SPEC_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "proto/job.pb.h"
+
+namespace tessera {
+
+// The data set installed by Debian's dataset-fashion-mnist package.
+inline constexpr char kDefaultDataPath[] = "/usr/share/datasets/fashion-mnist";
+
+// Fills every unset field of `spec` with its documented default:
+// name "job", batch_size 64, epochs 1, mode sync, data IDX at kDefaultDataPath,
+// seed 1, num_workers 1, num_servers 1, log_every_steps 20; optimizer
+// momentum/betas/epsilon/accumulator per optimizer kind.
+void ApplyJobDefaults(JobSpec* spec);
+
+// Checks a spec after ApplyJobDefaults. INVALID_ARGUMENT naming the field
+// (as written in YAML, e.g. "optimizer.learning_rate") when something is off.
+absl::Status ValidateJobSpec(const JobSpec& spec);
+
+// Lower-case names as written in YAML and printed by the CLI.
+std::string ModeName(ConsistencyMode mode);
+std::string JobStateName(JobState state);
+std::string ModelName(ModelSpec::Kind kind);
+std::string OptimizerName(OptimizerSpec::Kind kind);
+
+}  // namespace tessera
+
+#endif  // TESSERA_COMMON_JOB_SPEC_H_

@@ -1,0 +1,35 @@
+#ifndef TESSERA_COMMON_RPC_GRPC_STATUS_H_
+#define TESSERA_COMMON_RPC_GRPC_STATUS_H_
+
+// The one place where absl::Status and grpc::Status convert into each other.
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+
+namespace tessera {
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// Converts a client-side status; `context` (e.g. "pull from server 127.0.0.1:5001")
+// is prepended so the message names the peer.
+absl::Status FromGrpcStatus(const grpc::Status& status, absl::string_view context = "");
+
+// Payload chunks on every tensor stream carry at most this many bytes.
+inline constexpr size_t kMaxChunkBytes = 1 << 20;
+// Max gRPC message size on channels and servers: a chunk plus its header.
+inline constexpr int kMaxMessageBytes = 4 << 20;
+
+// An insecure channel to `address` with Tessera's message limits.
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address);
+
+// Sets a deadline `timeout` from now on `ctx`.
+void SetTimeout(grpc::ClientContext* ctx, absl::Duration timeout);
+
+}  // namespace tessera
+
+#endif  // TESSERA_COMMON_RPC_GRPC_STATUS_H_
