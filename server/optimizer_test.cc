@@ -1,0 +1,120 @@
+#include "server/optimizer.h"
+
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace tessera::server {
+namespace {
+
+OptimizerSpec Sgd(float lr, float momentum = 0, bool nesterov = false, float wd = 0) {
+  OptimizerSpec s;
+  s.set_kind(OptimizerSpec::SGD);
+  s.set_learning_rate(lr);
+  s.set_momentum(momentum);
+  s.set_nesterov(nesterov);
+  s.set_weight_decay(wd);
+  return s;
+}
+
+// Runs `steps` (one gradient vector each) through a fresh optimizer.
+std::vector<float> Run(const OptimizerSpec& spec, std::vector<float> w,
+                       const std::vector<std::vector<float>>& steps) {
+  auto opt = Optimizer::Create(spec);
+  EXPECT_TRUE(opt.ok()) << opt.status();
+  auto state = (*opt)->NewState(w.size());
+  for (const auto& g : steps) (*opt)->Apply(absl::MakeSpan(w), g, state.get());
+  EXPECT_EQ(state->step, static_cast<int64_t>(steps.size()));
+  return w;
+}
+
+TEST(OptimizerTest, PlainSgd) {
+  auto w = Run(Sgd(0.1f), {1.0f, -2.0f}, {{0.5f, 1.0f}});
+  EXPECT_FLOAT_EQ(w[0], 0.95f);
+  EXPECT_FLOAT_EQ(w[1], -2.1f);
+}
+
+TEST(OptimizerTest, WeightDecayIsAddedToTheGradient) {
+  // g' = g + 0.1 w = [0.6, 0.8].
+  auto w = Run(Sgd(0.1f, 0, false, 0.1f), {1.0f, -2.0f}, {{0.5f, 1.0f}});
+  EXPECT_FLOAT_EQ(w[0], 0.94f);
+  EXPECT_FLOAT_EQ(w[1], -2.08f);
+}
+
+TEST(OptimizerTest, Momentum) {
+  // v1 = 1, w1 = 0.9; v2 = 1.9, w2 = 0.9 - 0.19.
+  auto w = Run(Sgd(0.1f, 0.9f), {1.0f}, {{1.0f}, {1.0f}});
+  EXPECT_FLOAT_EQ(w[0], 0.71f);
+}
+
+TEST(OptimizerTest, NesterovMomentum) {
+  // v1 = 1, w1 = 1 - 0.1 (1 + 0.9) = 0.81; v2 = 1.9, w2 = 0.81 - 0.1 (1 + 1.71) = 0.539.
+  auto w = Run(Sgd(0.1f, 0.9f, true), {1.0f}, {{1.0f}});
+  EXPECT_FLOAT_EQ(w[0], 0.81f);
+  w = Run(Sgd(0.1f, 0.9f, true), {1.0f}, {{1.0f}, {1.0f}});
+  EXPECT_FLOAT_EQ(w[0], 0.539f);
+}
+
+TEST(OptimizerTest, Adagrad) {
+  OptimizerSpec s;
+  s.set_kind(OptimizerSpec::ADAGRAD);
+  s.set_learning_rate(0.1f);
+  s.set_initial_accumulator(0.1f);
+  s.set_epsilon(1e-10f);
+  // acc = 4.1, w = 1 - 0.2 / sqrt(4.1); acc = 8.1, w -= 0.2 / sqrt(8.1).
+  auto w = Run(s, {1.0f}, {{2.0f}});
+  EXPECT_NEAR(w[0], 0.9012270403, 1e-6);
+  w = Run(s, {1.0f}, {{2.0f}, {2.0f}});
+  EXPECT_NEAR(w[0], 0.8309542034, 1e-6);
+}
+
+TEST(OptimizerTest, AdamIsBiasCorrected) {
+  OptimizerSpec s;
+  s.set_kind(OptimizerSpec::ADAM);
+  s.set_learning_rate(0.1f);
+  s.set_beta1(0.9f);
+  s.set_beta2(0.999f);
+  s.set_epsilon(1e-8f);
+  // Step 1: m^ = g, v^ = g^2, so the step is lr * sign(g).
+  auto w = Run(s, {1.0f}, {{2.0f}});
+  EXPECT_NEAR(w[0], 0.9, 1e-6);
+  // Step 2 with g = -1: m = 0.08, v = 0.004996, bc1 = 0.19, bc2 = 0.001999.
+  w = Run(s, {1.0f}, {{2.0f}, {-1.0f}});
+  EXPECT_NEAR(w[0], 0.8733662967, 1e-6);
+}
+
+TEST(OptimizerTest, StateIsPerBlock) {
+  auto opt = Optimizer::Create(Sgd(0.1f, 0.9f));
+  ASSERT_TRUE(opt.ok());
+  std::vector<float> a = {1.0f}, b = {1.0f};
+  auto sa = (*opt)->NewState(1);
+  auto sb = (*opt)->NewState(1);
+  std::vector<float> g = {1.0f};
+  (*opt)->Apply(absl::MakeSpan(a), g, sa.get());
+  (*opt)->Apply(absl::MakeSpan(a), g, sa.get());
+  (*opt)->Apply(absl::MakeSpan(b), g, sb.get());
+  EXPECT_FLOAT_EQ(a[0], 0.71f);
+  EXPECT_FLOAT_EQ(b[0], 0.9f);
+}
+
+TEST(OptimizerTest, RejectsBadSpecs) {
+  OptimizerSpec s;
+  s.set_learning_rate(0.1f);
+  auto r = Optimizer::Create(s);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("optimizer.type"), std::string::npos);
+
+  r = Optimizer::Create(Sgd(0.0f));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("learning_rate"), std::string::npos);
+
+  r = Optimizer::Create(Sgd(0.1f, 1.5f));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("momentum"), std::string::npos);
+
+  r = Optimizer::Create(Sgd(0.1f, 0.0f, true));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace tessera::server

@@ -1,0 +1,700 @@
+#include "server/shard_store.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <iterator>
+#include <limits>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/initializer.h"
+#include "common/job_spec.h"
+#include "common/status_macros.h"
+#include "server/optimizer.h"
+
+namespace tessera::server {
+namespace internal {
+
+// A slice's reusable buffer for one worker's gradient. Owned by the slice's
+// pool while idle, by a PushSession while staging and by the slice's pending
+// map while a SYNC step waits for the other workers.
+struct StagingBuffer {
+  explicit StagingBuffer(size_t n) : values(n) {}
+  void Reset() {
+    covered.clear();
+    covered_count = 0;
+  }
+  std::vector<float> values;
+  // Elements written so far, as merged intervals of slice-local offsets.
+  std::map<uint64_t, uint64_t> covered;
+  uint64_t covered_count = 0;
+};
+
+struct Slice {
+  Slice(std::string tensor_name, Range r, size_t idx)
+      : tensor(std::move(tensor_name)), range(r), index(idx) {}
+
+  std::string Name() const {
+    return absl::StrCat("'", tensor, "' [", range.begin, ",", range.end, ")");
+  }
+
+  // Constant after construction.
+  const std::string tensor;
+  const Range range;
+  const size_t index;  // position in Job::slices; multi-slice locks go in this order
+
+  absl::Mutex mu;
+  absl::CondVar changed;  // version, live set or closed changed
+  std::vector<float> weights ABSL_GUARDED_BY(mu);
+  std::unique_ptr<OptimizerState> opt_state ABSL_GUARDED_BY(mu);
+  int64_t version ABSL_GUARDED_BY(mu) = 0;
+  std::vector<int> live ABSL_GUARDED_BY(mu);  // sorted ranks
+  // SYNC: gradients committed for clock == version, by rank (so summed in rank order).
+  std::map<int, std::unique_ptr<StagingBuffer>> pending ABSL_GUARDED_BY(mu);
+  // Clock table: the latest clock each worker committed to this slice.
+  std::map<int, int64_t> last_clock ABSL_GUARDED_BY(mu);
+  std::vector<std::unique_ptr<StagingBuffer>> free_buffers ABSL_GUARDED_BY(mu);
+  std::vector<float> sum ABSL_GUARDED_BY(mu);  // SYNC aggregation scratch
+  absl::Status closed ABSL_GUARDED_BY(mu);     // non-OK once dropped or shut down
+};
+
+struct Job {
+  // Constant after construction.
+  std::string id;
+  JobSpec spec;
+  std::unique_ptr<Optimizer> optimizer;
+  std::map<std::string, TensorSpec, std::less<>> tensors;  // every tensor of the job
+  std::vector<std::unique_ptr<Slice>> slices;             // sorted by (tensor, begin)
+  std::map<std::string, std::vector<Slice*>, std::less<>> by_tensor;
+
+  absl::Mutex mu;  // ordered before every Slice::mu
+  std::vector<int> live ABSL_GUARDED_BY(mu);
+
+  std::atomic<uint64_t> pushes{0};
+  std::atomic<uint64_t> pulls{0};
+  std::atomic<uint64_t> push_bytes{0};
+  std::atomic<uint64_t> pull_bytes{0};
+
+  // The slice of `tensor` holding all of `r`.
+  absl::StatusOr<Slice*> FindSlice(absl::string_view tensor, const Range& r,
+                                   absl::string_view what) const {
+    if (tensors.find(tensor) == tensors.end()) {
+      return absl::NotFoundError(
+          absl::StrCat(what, ": job '", id, "' has no tensor '", tensor, "'"));
+    }
+    auto it = by_tensor.find(tensor);
+    if (it == by_tensor.end()) {
+      return absl::NotFoundError(absl::StrCat(what, ": tensor '", tensor, "' of job '", id,
+                                              "' has no slice on this server"));
+    }
+    for (Slice* s : it->second) {
+      if (s->range.Contains(r)) return s;
+    }
+    std::vector<std::string> held;
+    for (const Slice* s : it->second) {
+      held.push_back(absl::StrCat("[", s->range.begin, ",", s->range.end, ")"));
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": elements [", r.begin, ",", r.end, ") of tensor '", tensor,
+                     "' are not inside one slice held on this server (held: ",
+                     absl::StrJoin(held, ", "), ")"));
+  }
+};
+
+}  // namespace internal
+
+namespace {
+
+using internal::Job;
+using internal::Slice;
+using internal::StagingBuffer;
+
+// Idle buffers a slice keeps; more are freed rather than pooled.
+constexpr size_t kMaxFreeBuffers = 8;
+
+std::string RankList(const std::vector<int>& ranks) {
+  return absl::StrCat("[", absl::StrJoin(ranks, ", "), "]");
+}
+
+bool IsLive(const std::vector<int>& live, int worker) {
+  return std::binary_search(live.begin(), live.end(), worker);
+}
+
+std::unique_ptr<StagingBuffer> TakeBuffer(Slice* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+  if (s->free_buffers.empty()) return std::make_unique<StagingBuffer>(s->range.size());
+  std::unique_ptr<StagingBuffer> b = std::move(s->free_buffers.back());
+  s->free_buffers.pop_back();
+  return b;
+}
+
+void ReturnBuffer(Slice* s, std::unique_ptr<StagingBuffer> b)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+  if (s->free_buffers.size() >= kMaxFreeBuffers) return;
+  b->Reset();
+  s->free_buffers.push_back(std::move(b));
+}
+
+// Whether `worker` may push `clock` to `s` now.
+absl::Status CheckPushable(const Job& job, Slice* s, int worker, int64_t clock)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+  if (!s->closed.ok()) return s->closed;
+  if (!IsLive(s->live, worker)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("push to ", s->Name(), " of job '", job.id, "': worker ", worker,
+                     " is not live (live workers: ", RankList(s->live), ")"));
+  }
+  if (job.spec.mode() == SYNC) {
+    if (clock != s->version) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "push to ", s->Name(), " of job '", job.id, "': worker ", worker, " pushed clock ",
+          clock, " but the slice is at version ", s->version, " and takes clock ", s->version,
+          " only"));
+    }
+    if (s->pending.count(worker) != 0) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("push to ", s->Name(), " of job '", job.id, "': worker ", worker,
+                       " already pushed clock ", clock));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void ApplyStep(const Job& job, Slice* s, absl::Span<const float> grad)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+  job.optimizer->Apply(absl::MakeSpan(s->weights), grad, s->opt_state.get());
+  ++s->version;
+  s->changed.SignalAll();
+}
+
+// SYNC: applies the step for the current version once every live worker has
+// pushed it. Gradients are summed in rank order so the result is
+// deterministic, then divided by the number of contributors.
+void MaybeAggregate(const Job& job, Slice* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+  if (s->live.empty() || s->pending.empty()) return;
+  for (int w : s->live) {
+    if (s->pending.count(w) == 0) return;
+  }
+  const size_t n = s->range.size();
+  s->sum.resize(n);
+  auto it = s->pending.begin();
+  std::copy(it->second->values.begin(), it->second->values.end(), s->sum.begin());
+  for (++it; it != s->pending.end(); ++it) {
+    const float* g = it->second->values.data();
+    for (size_t i = 0; i < n; ++i) s->sum[i] += g[i];
+  }
+  const float count = static_cast<float>(s->pending.size());
+  if (s->pending.size() > 1) {
+    for (size_t i = 0; i < n; ++i) s->sum[i] /= count;
+  }
+  for (auto& [rank, buffer] : s->pending) ReturnBuffer(s, std::move(buffer));
+  s->pending.clear();
+  ApplyStep(job, s, s->sum);
+}
+
+// Whether a pull at `clock` may read `s` now, per the job's mode.
+bool PullReady(const Job& job, const Slice* s, int64_t clock)
+    ABSL_SHARED_LOCKS_REQUIRED(s->mu) {
+  switch (job.spec.mode()) {
+    case SYNC:
+      return s->version >= clock;
+    case SSP: {
+      const int64_t need = clock - job.spec.staleness() - 1;
+      for (int w : s->live) {
+        auto it = s->last_clock.find(w);
+        const int64_t have = it == s->last_clock.end() ? -1 : it->second;
+        if (have < need) return false;
+      }
+      return true;
+    }
+    default:
+      return true;
+  }
+}
+
+std::string PullTimeoutMessage(const Job& job, const Slice* s, int64_t clock)
+    ABSL_SHARED_LOCKS_REQUIRED(s->mu) {
+  std::string head = absl::StrCat("job '", job.id, "': pull of ", s->Name(), " at clock ",
+                                  clock, " timed out; the slice is at version ", s->version);
+  if (s->live.empty()) return absl::StrCat(head, " and the job has no live workers");
+  if (job.spec.mode() == SSP) {
+    const int64_t need = clock - job.spec.staleness() - 1;
+    std::vector<std::string> behind;
+    for (int w : s->live) {
+      auto it = s->last_clock.find(w);
+      const int64_t have = it == s->last_clock.end() ? -1 : it->second;
+      if (have < need) behind.push_back(absl::StrCat(w, " (at clock ", have, ")"));
+    }
+    return absl::StrCat(head, "; staleness ", job.spec.staleness(),
+                        " needs every live worker to have pushed clock ", need,
+                        "; behind: ", absl::StrJoin(behind, ", "));
+  }
+  std::vector<int> missing;
+  for (int w : s->live) {
+    if (s->pending.count(w) == 0) missing.push_back(w);
+  }
+  return absl::StrCat(head, "; live workers that have not pushed clock ", s->version, ": ",
+                      RankList(missing));
+}
+
+absl::StatusOr<std::vector<int>> NormalizeRanks(const std::vector<int>& ranks) {
+  std::vector<int> sorted = ranks;
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  if (!sorted.empty() && sorted.front() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("live worker ranks must be >= 0, got ", sorted.front()));
+  }
+  return sorted;
+}
+
+void CloseJob(Job* job, const absl::Status& why) {
+  for (auto& s : job->slices) {
+    absl::MutexLock lock(&s->mu);
+    if (!s->closed.ok()) continue;
+    s->closed = why;
+    for (auto& [rank, buffer] : s->pending) ReturnBuffer(s.get(), std::move(buffer));
+    s->pending.clear();
+    s->changed.SignalAll();
+  }
+}
+
+// Whether an existing job was created from the same request.
+absl::Status SameJob(const Job& job, const JobSpec& spec,
+                     const std::map<std::string, TensorSpec, std::less<>>& tensors,
+                     const std::vector<std::pair<std::string, Range>>& slices) {
+  if (job.spec.SerializeAsString() != spec.SerializeAsString()) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "job '", job.id, "' already exists on this server with a different spec"));
+  }
+  bool same_tensors = job.tensors.size() == tensors.size();
+  for (auto a = job.tensors.begin(), b = tensors.begin(); same_tensors && a != job.tensors.end();
+       ++a, ++b) {
+    same_tensors = a->second.SerializeAsString() == b->second.SerializeAsString();
+  }
+  if (!same_tensors) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "job '", job.id, "' already exists on this server with different tensors"));
+  }
+  std::vector<std::string> have, want;
+  for (const auto& s : job.slices) have.push_back(s->Name());
+  for (const auto& [t, r] : slices) {
+    want.push_back(absl::StrCat("'", t, "' [", r.begin, ",", r.end, ")"));
+  }
+  if (have != want) {
+    return absl::AlreadyExistsError(absl::StrCat(
+        "job '", job.id, "' already exists on this server with slices ",
+        absl::StrJoin(have, ", "), "; asked for ", absl::StrJoin(want, ", ")));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- PushSession
+
+PushSession::PushSession(std::shared_ptr<internal::Job> job, int worker, int64_t clock)
+    : job_(std::move(job)), worker_(worker), clock_(clock) {}
+
+PushSession::~PushSession() { ReleaseBuffers(); }
+
+void PushSession::ReleaseBuffers() {
+  for (auto& [index, buffer] : staged_) {
+    if (buffer == nullptr) continue;
+    Slice* s = job_->slices[index].get();
+    absl::MutexLock lock(&s->mu);
+    ReturnBuffer(s, std::move(buffer));
+  }
+  staged_.clear();
+}
+
+absl::Status PushSession::AddChunk(absl::string_view tensor, uint64_t offset,
+                                   const char* bytes, size_t nbytes) {
+  if (finished_) return absl::FailedPreconditionError("push session already committed");
+  if (!error_.ok()) return error_;
+  absl::Status status = AddChunkImpl(tensor, offset, bytes, nbytes);
+  if (!status.ok()) error_ = status;
+  return status;
+}
+
+absl::Status PushSession::AddChunkImpl(absl::string_view tensor, uint64_t offset,
+                                       const char* bytes, size_t nbytes) {
+  if (nbytes % sizeof(float) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "push to '", tensor, "' at offset ", offset, ": ", nbytes,
+        " bytes is not a whole number of float32 values"));
+  }
+  const uint64_t n = nbytes / sizeof(float);
+  if (n == 0) return absl::OkStatus();
+  if (offset > std::numeric_limits<uint64_t>::max() - n) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("push to '", tensor, "': offset ", offset, " overflows"));
+  }
+  const Range r{offset, offset + n};
+  TESSERA_ASSIGN_OR_RETURN(Slice * s, job_->FindSlice(tensor, r, "push"));
+
+  auto it = staged_.find(s->index);
+  if (it == staged_.end()) {
+    absl::MutexLock lock(&s->mu);
+    TESSERA_RETURN_IF_ERROR(CheckPushable(*job_, s, worker_, clock_));
+    it = staged_.emplace(s->index, TakeBuffer(s)).first;
+  }
+  StagingBuffer* b = it->second.get();
+  const uint64_t lb = r.begin - s->range.begin;
+  const uint64_t le = r.end - s->range.begin;
+  // Overlap with the interval starting after lb, or with the one before it.
+  auto next = b->covered.upper_bound(lb);
+  const bool overlaps_next = next != b->covered.end() && next->first < le;
+  const bool overlaps_prev = next != b->covered.begin() && std::prev(next)->second > lb;
+  if (overlaps_next || overlaps_prev) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("push to '", tensor, "': elements [", r.begin, ",", r.end,
+                     ") overlap elements already pushed in this stream"));
+  }
+  std::memcpy(b->values.data() + lb, bytes, nbytes);
+  // Insert [lb, le), merged with touching neighbours so in-order chunks keep
+  // the map at one entry.
+  uint64_t begin = lb, end = le;
+  if (next != b->covered.begin() && std::prev(next)->second == lb) {
+    auto prev = std::prev(next);
+    begin = prev->first;
+    b->covered.erase(prev);
+  }
+  if (next != b->covered.end() && next->first == le) {
+    end = next->second;
+    b->covered.erase(next);
+  }
+  b->covered.emplace(begin, end);
+  b->covered_count += n;
+  elements_ += n;
+  return absl::OkStatus();
+}
+
+absl::Status PushSession::Commit() {
+  if (finished_) return absl::FailedPreconditionError("push session already committed");
+  finished_ = true;
+  if (!error_.ok()) return error_;
+  absl::Status status = CommitImpl();
+  ReleaseBuffers();  // whatever was not handed to the slices
+  return status;
+}
+
+absl::Status PushSession::CommitImpl() {
+  if (staged_.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("push of worker ", worker_, " clock ", clock_,
+                                                   " to job '", job_->id,
+                                                   "' carried no values"));
+  }
+  for (const auto& [index, buffer] : staged_) {
+    const Slice* s = job_->slices[index].get();
+    if (buffer->covered_count != s->range.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "push to '", s->tensor, "' covered ", buffer->covered_count, " of ", s->range.size(),
+          " elements of slice [", s->range.begin, ",", s->range.end, ")"));
+    }
+  }
+  // Lock every touched slice in index order, check them all, then apply all:
+  // either the whole push lands or none of it.
+  std::vector<Slice*> locked;
+  locked.reserve(staged_.size());
+  for (const auto& entry : staged_) {
+    Slice* s = job_->slices[entry.first].get();
+    s->mu.Lock();
+    locked.push_back(s);
+  }
+  absl::Status status;
+  for (Slice* s : locked) {
+    status = CheckPushable(*job_, s, worker_, clock_);
+    if (!status.ok()) break;
+  }
+  if (status.ok()) {
+    const bool sync = job_->spec.mode() == SYNC;
+    for (Slice* s : locked) {
+      std::unique_ptr<StagingBuffer>& buffer = staged_[s->index];
+      int64_t& last = s->last_clock.try_emplace(worker_, -1).first->second;
+      last = std::max(last, clock_);
+      if (sync) {
+        s->pending[worker_] = std::move(buffer);
+        MaybeAggregate(*job_, s);
+      } else {
+        ApplyStep(*job_, s, buffer->values);
+        ReturnBuffer(s, std::move(buffer));
+      }
+    }
+    job_->pushes.fetch_add(1, std::memory_order_relaxed);
+    job_->push_bytes.fetch_add(elements_ * sizeof(float), std::memory_order_relaxed);
+  }
+  for (auto it = locked.rbegin(); it != locked.rend(); ++it) (*it)->mu.Unlock();
+  return status;
+}
+
+// ----------------------------------------------------------------- ShardStore
+
+ShardStore::ShardStore(Options options) : options_(options) {}
+
+ShardStore::~ShardStore() { Shutdown(); }
+
+absl::StatusOr<std::shared_ptr<Job>> ShardStore::FindJob(const std::string& job_id) const {
+  absl::MutexLock lock(&mu_);
+  if (shutdown_) return absl::CancelledError("parameter server is shutting down");
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) {
+    return absl::NotFoundError(absl::StrCat("no job '", job_id, "' on this server"));
+  }
+  return it->second;
+}
+
+absl::Status ShardStore::CreateJob(const std::string& job_id, const JobSpec& spec_in,
+                                   const std::vector<TensorSpec>& tensors,
+                                   const std::vector<TensorSlice>& slices,
+                                   const std::vector<int>& live_workers) {
+  if (job_id.empty()) return absl::InvalidArgumentError("create job: job_id is empty");
+  const std::string what = absl::StrCat("create job '", job_id, "'");
+  JobSpec spec = spec_in;
+  ApplyJobDefaults(&spec);
+  if (spec.mode() != SYNC && spec.mode() != ASYNC && spec.mode() != SSP) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": unknown consistency mode ", static_cast<int>(spec.mode())));
+  }
+  if (spec.staleness() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": staleness must be >= 0, got ", spec.staleness()));
+  }
+  auto optimizer = Optimizer::Create(spec.optimizer());
+  if (!optimizer.ok()) return Annotate(optimizer.status(), what);
+  TESSERA_ASSIGN_OR_RETURN(std::vector<int> live, NormalizeRanks(live_workers));
+
+  std::map<std::string, TensorSpec, std::less<>> tensor_map;
+  for (const TensorSpec& t : tensors) {
+    if (t.name().empty()) return absl::InvalidArgumentError(absl::StrCat(what, ": a tensor has no name"));
+    if (t.size() == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": tensor '", t.name(), "' has size 0"));
+    }
+    if (!tensor_map.emplace(t.name(), t).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": tensor '", t.name(), "' is declared twice"));
+    }
+  }
+  std::vector<std::pair<std::string, Range>> wanted;
+  uint64_t total = 0;
+  for (const TensorSlice& ts : slices) {
+    auto t = tensor_map.find(ts.tensor());
+    if (t == tensor_map.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": slice of unknown tensor '", ts.tensor(), "'"));
+    }
+    if (ts.begin() >= ts.end() || ts.end() > t->second.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": slice [", ts.begin(), ",", ts.end(), ") of tensor '",
+                       ts.tensor(), "' (size ", t->second.size(), ") is empty or out of range"));
+    }
+    total += ts.end() - ts.begin();
+    if (total > options_.max_elements_per_job) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(what, ": slices hold more than ", options_.max_elements_per_job,
+                       " elements, the limit per job on this server"));
+    }
+    wanted.emplace_back(ts.tensor(), Range{ts.begin(), ts.end()});
+  }
+  std::sort(wanted.begin(), wanted.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first < b.first : a.second.begin < b.second.begin;
+  });
+  for (size_t i = 1; i < wanted.size(); ++i) {
+    if (wanted[i].first == wanted[i - 1].first &&
+        wanted[i].second.begin < wanted[i - 1].second.end) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, ": slices [", wanted[i - 1].second.begin, ",", wanted[i - 1].second.end,
+          ") and [", wanted[i].second.begin, ",", wanted[i].second.end, ") of tensor '",
+          wanted[i].first, "' overlap"));
+    }
+  }
+
+  // Same request again: adopt the live set and succeed.
+  auto existing = [&]() -> std::shared_ptr<Job> {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(job_id);
+    return it == jobs_.end() ? nullptr : it->second;
+  }();
+  if (existing != nullptr) {
+    TESSERA_RETURN_IF_ERROR(SameJob(*existing, spec, tensor_map, wanted));
+    return SetLiveWorkers(job_id, live);
+  }
+
+  // Build (and initialize, which may take a while) outside the map lock.
+  auto job = std::make_shared<Job>();
+  job->id = job_id;
+  job->spec = spec;
+  job->optimizer = *std::move(optimizer);
+  job->tensors = std::move(tensor_map);
+  {
+    absl::MutexLock lock(&job->mu);
+    job->live = live;
+  }
+  for (const auto& [tensor, range] : wanted) {
+    auto s = std::make_unique<Slice>(tensor, range, job->slices.size());
+    {
+      absl::MutexLock lock(&s->mu);
+      s->weights.resize(range.size());
+      InitializeSlice(job->tensors.at(tensor), spec.seed(), range, absl::MakeSpan(s->weights));
+      s->opt_state = job->optimizer->NewState(range.size());
+      s->live = live;
+    }
+    job->by_tensor[tensor].push_back(s.get());
+    job->slices.push_back(std::move(s));
+  }
+
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return absl::CancelledError("parameter server is shutting down");
+    auto [it, inserted] = jobs_.emplace(job_id, job);
+    if (inserted) return absl::OkStatus();
+    existing = it->second;  // lost a race with an identical (or not) CreateJob
+  }
+  TESSERA_RETURN_IF_ERROR(SameJob(*existing, spec, job->tensors, wanted));
+  return SetLiveWorkers(job_id, live);
+}
+
+absl::Status ShardStore::DropJob(const std::string& job_id) {
+  std::shared_ptr<Job> job;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return absl::CancelledError("parameter server is shutting down");
+    auto it = jobs_.find(job_id);
+    if (it == jobs_.end()) {
+      return absl::NotFoundError(absl::StrCat("no job '", job_id, "' on this server"));
+    }
+    job = std::move(it->second);
+    jobs_.erase(it);
+  }
+  CloseJob(job.get(), absl::AbortedError(absl::StrCat("job '", job_id, "' was dropped")));
+  return absl::OkStatus();
+}
+
+absl::Status ShardStore::SetLiveWorkers(const std::string& job_id,
+                                        const std::vector<int>& ranks) {
+  TESSERA_ASSIGN_OR_RETURN(std::vector<int> live, NormalizeRanks(ranks));
+  TESSERA_ASSIGN_OR_RETURN(std::shared_ptr<Job> job, FindJob(job_id));
+  absl::MutexLock job_lock(&job->mu);
+  job->live = live;
+  for (auto& slice : job->slices) {
+    Slice* s = slice.get();
+    absl::MutexLock lock(&s->mu);
+    s->live = live;
+    for (auto it = s->pending.begin(); it != s->pending.end();) {
+      if (IsLive(live, it->first)) {
+        ++it;
+      } else {
+        ReturnBuffer(s, std::move(it->second));
+        it = s->pending.erase(it);
+      }
+    }
+    if (job->spec.mode() == SYNC) MaybeAggregate(*job, s);
+    s->changed.SignalAll();
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<PushSession>> ShardStore::BeginPush(const std::string& job_id,
+                                                                   int worker, int64_t clock) {
+  TESSERA_ASSIGN_OR_RETURN(std::shared_ptr<Job> job, FindJob(job_id));
+  if (worker < 0 || clock < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("push to job '", job_id, "': worker ", worker,
+                                                   " and clock ", clock, " must be >= 0"));
+  }
+  {
+    absl::ReaderMutexLock lock(&job->mu);
+    if (!IsLive(job->live, worker)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("push to job '", job_id, "': worker ", worker,
+                       " is not live (live workers: ", RankList(job->live), ")"));
+    }
+  }
+  return std::unique_ptr<PushSession>(new PushSession(std::move(job), worker, clock));
+}
+
+absl::Status ShardStore::Pull(const std::string& job_id, int worker, int64_t clock,
+                              absl::Span<const TensorSlice> slices, absl::Time deadline,
+                              std::vector<PulledSlice>* out) {
+  TESSERA_ASSIGN_OR_RETURN(std::shared_ptr<Job> job, FindJob(job_id));
+  const std::string what = absl::StrCat("pull from job '", job_id, "'");
+  if (worker < 0 || clock < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": worker ", worker, " and clock ", clock, " must be >= 0"));
+  }
+  if (slices.empty()) return absl::InvalidArgumentError(absl::StrCat(what, ": no slices asked for"));
+  std::vector<Slice*> sources;
+  sources.reserve(slices.size());
+  for (const TensorSlice& ts : slices) {
+    if (ts.begin() >= ts.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": empty range [", ts.begin(), ",",
+                                                     ts.end(), ") of '", ts.tensor(), "'"));
+    }
+    TESSERA_ASSIGN_OR_RETURN(Slice * s,
+                             job->FindSlice(ts.tensor(), Range{ts.begin(), ts.end()}, what));
+    sources.push_back(s);
+  }
+  out->resize(slices.size());
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < slices.size(); ++i) {
+    Slice* s = sources[i];
+    PulledSlice& dst = (*out)[i];
+    absl::MutexLock lock(&s->mu);
+    while (s->closed.ok() && !PullReady(*job, s, clock)) {
+      if (s->changed.WaitWithDeadline(&s->mu, deadline) && s->closed.ok() &&
+          !PullReady(*job, s, clock)) {
+        return absl::DeadlineExceededError(PullTimeoutMessage(*job, s, clock));
+      }
+    }
+    if (!s->closed.ok()) return s->closed;
+    dst.tensor = slices[i].tensor();
+    dst.range = Range{slices[i].begin(), slices[i].end()};
+    dst.version = s->version;
+    const auto first = s->weights.begin() + (dst.range.begin - s->range.begin);
+    dst.values.assign(first, first + dst.range.size());
+    bytes += dst.range.size() * sizeof(float);
+  }
+  job->pulls.fetch_add(1, std::memory_order_relaxed);
+  job->pull_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<JobStats> ShardStore::Stats(const std::string& job_id) const {
+  TESSERA_ASSIGN_OR_RETURN(std::shared_ptr<Job> job, FindJob(job_id));
+  JobStats stats;
+  stats.pushes = job->pushes.load(std::memory_order_relaxed);
+  stats.pulls = job->pulls.load(std::memory_order_relaxed);
+  stats.push_bytes = job->push_bytes.load(std::memory_order_relaxed);
+  stats.pull_bytes = job->pull_bytes.load(std::memory_order_relaxed);
+  bool first = true;
+  for (const auto& s : job->slices) {
+    absl::MutexLock lock(&s->mu);
+    stats.min_version = first ? s->version : std::min(stats.min_version, s->version);
+    first = false;
+  }
+  return stats;
+}
+
+std::vector<std::string> ShardStore::JobIds() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> ids;
+  for (const auto& [id, job] : jobs_) ids.push_back(id);
+  return ids;
+}
+
+void ShardStore::Shutdown() {
+  std::vector<std::shared_ptr<Job>> jobs;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    shutdown_ = true;
+    for (auto& [id, job] : jobs_) jobs.push_back(job);
+  }
+  for (auto& job : jobs) {
+    CloseJob(job.get(), absl::CancelledError("parameter server is shutting down"));
+  }
+}
+
+}  // namespace tessera::server

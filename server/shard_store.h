@@ -1,0 +1,195 @@
+#ifndef TESSERA_SERVER_SHARD_STORE_H_
+#define TESSERA_SERVER_SHARD_STORE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "common/range.h"
+#include "proto/job.pb.h"
+
+namespace tessera::server {
+
+namespace internal {
+struct Job;
+struct Slice;
+struct StagingBuffer;
+}  // namespace internal
+
+// Values read by ShardStore::Pull for one requested range.
+struct PulledSlice {
+  std::string tensor;
+  Range range;          // elements [begin, end) of the whole tensor
+  int64_t version = 0;  // optimizer steps applied to the slice they were read from
+  std::vector<float> values;
+};
+
+// Counters of one job on this server.
+struct JobStats {
+  uint64_t pushes = 0;      // committed pushes
+  uint64_t pulls = 0;       // completed pulls
+  uint64_t push_bytes = 0;  // gradient bytes committed
+  uint64_t pull_bytes = 0;  // value bytes returned
+  int64_t min_version = 0;  // smallest version among the slices held here
+};
+
+// One worker's gradient push for one clock, staged and then applied as a whole.
+// Chunks are copied into staging buffers that the slice reuses across pushes;
+// nothing reaches the weights before Commit(), and Commit() applies either
+// every touched slice or none, so a broken stream never half-applies.
+// Destroying a session without a successful Commit() discards it.
+// Not thread-safe: one thread (one RPC) drives a session. It keeps its job
+// alive, so it may outlive ShardStore::DropJob (its Commit then fails).
+class PushSession {
+ public:
+  ~PushSession();
+  PushSession(const PushSession&) = delete;
+  PushSession& operator=(const PushSession&) = delete;
+
+  // Stages `nbytes` bytes of little-endian float32 gradient for elements
+  // [offset, offset + nbytes / 4) of `tensor`. Errors, after which the
+  // session only returns that error:
+  //   INVALID_ARGUMENT  nbytes % 4 != 0; the range is not inside one slice
+  //                     held here; an element was already written in this push.
+  //   NOT_FOUND         the job has no tensor of that name, or none held here.
+  //   FAILED_PRECONDITION the worker is no longer live; SYNC: the slice's
+  //                     version differs from the push clock.
+  //   ALREADY_EXISTS    SYNC: this worker already pushed this clock to the slice.
+  //   ABORTED / CANCELLED the job was dropped / the store shut down.
+  // `bytes` need not be aligned.
+  absl::Status AddChunk(absl::string_view tensor, uint64_t offset, const char* bytes,
+                        size_t nbytes);
+
+  // Applies the push. Every slice touched must be fully covered, else
+  // INVALID_ARGUMENT "push to 'dense0/w' covered 10 of 1000 elements of slice
+  // [0,1000)"; a push that touched nothing is INVALID_ARGUMENT. The checks of
+  // AddChunk are repeated under the slice locks. SYNC: the gradient waits
+  // until every live worker pushed the clock, then they are averaged and one
+  // optimizer step applied. ASYNC/SSP: one optimizer step now.
+  // Call at most once; later calls return FAILED_PRECONDITION.
+  absl::Status Commit();
+
+  // Gradient elements staged so far.
+  uint64_t elements() const { return elements_; }
+
+ private:
+  friend class ShardStore;
+  PushSession(std::shared_ptr<internal::Job> job, int worker, int64_t clock);
+
+  absl::Status AddChunkImpl(absl::string_view tensor, uint64_t offset, const char* bytes,
+                            size_t nbytes);
+  absl::Status CommitImpl();
+  void ReleaseBuffers();
+
+  const std::shared_ptr<internal::Job> job_;
+  const int worker_;
+  const int64_t clock_;
+  // Slices touched, keyed by slice index (the lock order), with the staging
+  // buffer taken from each slice's pool.
+  std::map<size_t, std::unique_ptr<internal::StagingBuffer>> staged_;
+  uint64_t elements_ = 0;
+  absl::Status error_;
+  bool finished_ = false;
+};
+
+// The parameters of every job this server holds: dense slices of tensors,
+// their optimizer state, versions and a clock table per slice per worker.
+// Consistency follows the job spec's mode:
+//   SYNC  a slice at version v accepts each live worker's push for clock v;
+//         when every live worker pushed, their gradients are summed in rank
+//         order, divided by their number, one optimizer step is applied and
+//         the version becomes v + 1. A pull at clock c waits for version >= c.
+//   ASYNC each push is one optimizer step at once; pulls never wait.
+//   SSP   pushes as ASYNC; a pull at clock c waits until every live worker's
+//         latest push to the slice is for a clock >= c - staleness - 1.
+// Thread-safe. No global lock on the data path: the job map is locked only to
+// find a job; each slice has its own mutex, held while staging buffers move,
+// while an optimizer step runs and while a pull copies values.
+class ShardStore {
+ public:
+  struct Options {
+    // Upper bound on the elements one job may place on this server (weights;
+    // optimizer state comes on top). Protects the process from a garbage
+    // CreateJob. Default 2^30 (4 GiB of float32).
+    uint64_t max_elements_per_job = uint64_t{1} << 30;
+  };
+
+  ShardStore() : ShardStore(Options()) {}
+  explicit ShardStore(Options options);
+  ~ShardStore();
+  ShardStore(const ShardStore&) = delete;
+  ShardStore& operator=(const ShardStore&) = delete;
+
+  // Creates job `job_id` holding `slices` of `tensors` (every tensor of the
+  // job; slices name a subset), each initialized with InitializeSlice and the
+  // spec's seed. Defaults are applied to `spec` (ApplyJobDefaults).
+  // Idempotent: the same spec, tensors and slices again is OK and adopts
+  // `live_workers`; anything different is ALREADY_EXISTS naming the
+  // difference. INVALID_ARGUMENT for a bad spec, tensor, slice or rank;
+  // RESOURCE_EXHAUSTED past Options::max_elements_per_job.
+  absl::Status CreateJob(const std::string& job_id, const JobSpec& spec,
+                         const std::vector<TensorSpec>& tensors,
+                         const std::vector<TensorSlice>& slices,
+                         const std::vector<int>& live_workers);
+
+  // Removes a job. Waiting pulls and later commits of open sessions get
+  // ABORTED. NOT_FOUND if there is no such job.
+  absl::Status DropJob(const std::string& job_id);
+
+  // Replaces the job's live worker ranks. Pushes from other ranks get
+  // FAILED_PRECONDITION. In SYNC mode, gradients staged by ranks that left are
+  // dropped and a step whose remaining live workers have all pushed is applied
+  // at once, so a dead worker never blocks the others. Wakes waiting pulls.
+  absl::Status SetLiveWorkers(const std::string& job_id, const std::vector<int>& ranks);
+
+  // Starts a push of `worker`'s gradient for `clock`. NOT_FOUND for an
+  // unknown job, INVALID_ARGUMENT for a negative worker or clock,
+  // FAILED_PRECONDITION when the worker is not live, CANCELLED after Shutdown.
+  absl::StatusOr<std::unique_ptr<PushSession>> BeginPush(const std::string& job_id, int worker,
+                                                         int64_t clock);
+
+  // Reads `slices` (each inside one slice held here) for `worker` at `clock`,
+  // waiting per the job's mode (see the class comment) until `deadline`.
+  // Each slice's values are copied under its lock, with its version.
+  // `out` is resized to slices.size() and its buffers reused.
+  // NOT_FOUND for an unknown job or tensor; INVALID_ARGUMENT for a range not
+  // inside a slice held here, an empty request or a negative clock;
+  // DEADLINE_EXCEEDED naming the job, slice, version, clock and the live
+  // workers not yet pushed; ABORTED if the job is dropped and CANCELLED if
+  // the store shuts down while waiting.
+  absl::Status Pull(const std::string& job_id, int worker, int64_t clock,
+                    absl::Span<const TensorSlice> slices, absl::Time deadline,
+                    std::vector<PulledSlice>* out);
+
+  // Counters of a job; NOT_FOUND if there is no such job.
+  absl::StatusOr<JobStats> Stats(const std::string& job_id) const;
+
+  // Ids of the jobs held, sorted.
+  std::vector<std::string> JobIds() const;
+
+  // Wakes every waiter (CANCELLED) and refuses every later call. Idempotent.
+  void Shutdown();
+
+ private:
+  absl::StatusOr<std::shared_ptr<internal::Job>> FindJob(const std::string& job_id) const;
+
+  const Options options_;
+
+  mutable absl::Mutex mu_;
+  std::map<std::string, std::shared_ptr<internal::Job>> jobs_ ABSL_GUARDED_BY(mu_);
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace tessera::server
+
+#endif  // TESSERA_SERVER_SHARD_STORE_H_

@@ -1,0 +1,94 @@
+#include "tools/job_yaml.h"
+
+#include "gtest/gtest.h"
+
+namespace tessera::tools {
+namespace {
+
+void ExpectInvalid(const std::string& yaml, const std::string& needle) {
+  absl::StatusOr<JobSpec> spec = ParseJobYaml(yaml);
+  ASSERT_FALSE(spec.ok()) << yaml;
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(spec.status().message().find(needle), absl::string_view::npos)
+      << "message: " << spec.status().message() << "\nwanted: " << needle;
+}
+
+TEST(JobYamlTest, ParsesEveryField) {
+  absl::StatusOr<JobSpec> spec = ParseJobYaml(R"(
+name: t
+model: {type: mlp, hidden_layers: [32, 16]}
+optimizer: {type: sgd, learning_rate: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.0001}
+batch_size: 32
+epochs: 3
+max_steps: 100
+mode: ssp
+staleness: 2
+data: {format: idx, path: /tmp/d, train_limit: 1000, test_limit: 500}
+seed: 9
+num_workers: 3
+num_servers: 2
+log_every_steps: 5
+)");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->model().kind(), ModelSpec::MLP);
+  ASSERT_EQ(spec->model().hidden_layers_size(), 2);
+  EXPECT_EQ(spec->model().hidden_layers(1), 16);
+  EXPECT_TRUE(spec->optimizer().nesterov());
+  EXPECT_FLOAT_EQ(spec->optimizer().weight_decay(), 0.0001f);
+  EXPECT_EQ(spec->mode(), SSP);
+  EXPECT_EQ(spec->staleness(), 2);
+  EXPECT_EQ(spec->data().train_limit(), 1000);
+  EXPECT_EQ(spec->num_workers(), 3);
+  EXPECT_EQ(spec->max_steps(), 100);
+  // Round trip through the renderer.
+  absl::StatusOr<JobSpec> again = ParseJobYaml(JobSpecToYaml(*spec));
+  ASSERT_TRUE(again.ok()) << again.status() << "\n" << JobSpecToYaml(*spec);
+  EXPECT_EQ(again->SerializeAsString(), spec->SerializeAsString());
+}
+
+TEST(JobYamlTest, ClearErrorsForBadSpecs) {
+  ExpectInvalid("", "empty");
+  ExpectInvalid("model: [unclosed", "not valid YAML");
+  ExpectInvalid("- a\n- b\n", "expected a mapping");
+  ExpectInvalid("optimizer: {type: adam, learning_rate: 0.1}\n", "model: required");
+  ExpectInvalid("model: {type: mlp, hidden_layers: [8]}\n", "optimizer: required");
+  ExpectInvalid("model: {type: cnn}\noptimizer: {type: adam, learning_rate: 0.1}\n",
+                "model.type: unknown value 'cnn'");
+  ExpectInvalid("model: {type: mlp, hidden_layers: [8]}\noptimizer: {type: adam, learning_rate: 0.1}\nbatch_sise: 3\n",
+                "batch_sise: unknown key");
+  ExpectInvalid("model: {type: mlp, hidden_layers: [8]}\noptimizer: {type: adam, learning_rate: fast}\n",
+                "optimizer.learning_rate: expected a number");
+  ExpectInvalid("model: {type: mlp, hidden_layers: [8]}\noptimizer: {type: adam, learning_rate: 0.1}\nepochs: 2.5\n",
+                "epochs: expected an integer");
+  ExpectInvalid("model: {type: mlp, hidden_layers: [8]}\noptimizer: {type: adam, learning_rate: 0.1}\nmode: bsp\n",
+                "mode: unknown value 'bsp'");
+  ExpectInvalid("model: {type: mlp, hidden_layers: 8}\noptimizer: {type: adam, learning_rate: 0.1}\n",
+                "model.hidden_layers: expected a list");
+  ExpectInvalid("model: {type: mlp}\noptimizer: {type: adam, learning_rate: 0.1}\n",
+                "model.hidden_layers");
+  ExpectInvalid("model: {type: mlp, hidden_layers: [8]}\noptimizer: {type: adam}\n",
+                "optimizer.learning_rate");
+  ExpectInvalid("model: {type: mlp, hidden_layers: [8]}\noptimizer: {type: adam, learning_rate: 0.1}\nnum_workers: 0\n",
+                "num_workers");
+}
+
+TEST(JobYamlTest, ErrorsNameTheLine) {
+  ExpectInvalid("model:\n  type: mlp\n  hidden_layers: [8]\noptimizer:\n  type: adam\n  learning_rate: 0.1\n  betta1: 0.9\n",
+                "line 7");
+}
+
+TEST(JobYamlTest, BundledJobsParse) {
+  for (const char* name : {"fashion_mlp.yaml", "fashion_softmax.yaml"}) {
+    absl::StatusOr<JobSpec> spec = LoadJobYaml(std::string(TESSERA_SOURCE_DIR) + "/tools/jobs/" + name);
+    EXPECT_TRUE(spec.ok()) << name << ": " << spec.status();
+  }
+}
+
+TEST(JobYamlTest, MissingFileIsNotFound) {
+  absl::StatusOr<JobSpec> spec = LoadJobYaml("/nonexistent/job.yaml");
+  EXPECT_EQ(spec.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(spec.status().message().find("/nonexistent/job.yaml"), absl::string_view::npos);
+}
+
+}  // namespace
+}  // namespace tessera::tools

@@ -1,0 +1,54 @@
+#ifndef TESSERA_TOOLS_LOCAL_CLUSTER_H_
+#define TESSERA_TOOLS_LOCAL_CLUSTER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "tools/child_process.h"
+
+namespace tessera::tools {
+
+struct LocalClusterOptions {
+  std::string bin_dir;   // holds tessera-scheduler, tessera-server, tessera-worker
+  std::string out_dir;   // logs/, the scheduler's db and port files go here
+  int servers = 2;
+  int workers = 2;
+  std::string log_level = "info";
+  int heartbeat_timeout_ms = 5000;
+  absl::Duration start_timeout = absl::Seconds(30);
+};
+
+// A whole Tessera cluster on 127.0.0.1 as child processes: one scheduler,
+// S servers and W workers, each on a free port, each logging to
+// out_dir/logs/<name>.log. Used by one thread.
+class LocalCluster {
+ public:
+  explicit LocalCluster(LocalClusterOptions options) : options_(std::move(options)) {}
+  ~LocalCluster() { Stop(); }
+
+  // Starts everything and waits until every node has registered.
+  absl::Status Start();
+  // Workers first, then servers, then the scheduler; SIGTERM then SIGKILL.
+  void Stop();
+  // An error naming the first child that exited, with the end of its log.
+  absl::Status CheckHealth();
+
+  const std::string& scheduler_address() const { return scheduler_address_; }
+  std::string logs_dir() const { return options_.out_dir + "/logs"; }
+
+ private:
+  absl::StatusOr<int> WaitForPortFile(ChildProcess* child, const std::string& path);
+
+  const LocalClusterOptions options_;
+  std::string scheduler_address_;
+  std::unique_ptr<ChildProcess> scheduler_;
+  std::vector<std::unique_ptr<ChildProcess>> servers_;
+  std::vector<std::unique_ptr<ChildProcess>> workers_;
+};
+
+}  // namespace tessera::tools
+
+#endif  // TESSERA_TOOLS_LOCAL_CLUSTER_H_

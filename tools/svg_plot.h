@@ -1,0 +1,28 @@
+#ifndef TESSERA_TOOLS_SVG_PLOT_H_
+#define TESSERA_TOOLS_SVG_PLOT_H_
+
+#include <string>
+#include <vector>
+
+namespace tessera::tools {
+
+struct Series {
+  std::string label;
+  std::vector<double> x;
+  std::vector<double> y;
+};
+
+struct Panel {
+  std::string title;
+  std::string x_label;
+  std::string y_label;
+  std::vector<Series> series;
+};
+
+// Renders panels side by side as a standalone SVG document: axes with
+// ticks, one polyline per series, a legend when a panel has several series.
+std::string RenderSvg(const std::string& title, const std::vector<Panel>& panels);
+
+}  // namespace tessera::tools
+
+#endif  // TESSERA_TOOLS_SVG_PLOT_H_

@@ -1,0 +1,144 @@
+#include "worker/trainer.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/status_macros.h"
+#include "spdlog/spdlog.h"
+#include "worker/model.h"
+
+namespace tessera::worker {
+
+absl::StatusOr<const Dataset*> DatasetCache::Get(const DataSpec& spec, bool train) {
+  const int64_t limit = train ? spec.train_limit() : spec.test_limit();
+  const std::string key = absl::StrCat(spec.path(), train ? "#train#" : "#test#", limit);
+  for (const Entry& e : entries_) {
+    if (e.key == key) return e.data.get();
+  }
+  if (spec.format() != DataSpec::IDX) {
+    return absl::InvalidArgumentError("data.format: only idx is supported");
+  }
+  TESSERA_ASSIGN_OR_RETURN(Dataset data, LoadIdxSplit(spec.path(), train, limit));
+  entries_.push_back(Entry{key, std::make_unique<Dataset>(std::move(data))});
+  return entries_.back().data.get();
+}
+
+Trainer::Trainer(TaskReporter* reporter, ParameterClientFactory client_factory,
+                 DatasetCache* datasets, const std::atomic<bool>* cancel)
+    : reporter_(reporter),
+      client_factory_(std::move(client_factory)),
+      datasets_(datasets),
+      cancel_(cancel) {}
+
+absl::StatusOr<TaskResult> Trainer::Run(const WorkerAssignment& a) {
+  const JobSpec& spec = a.spec();
+  const std::string& job = a.job_id();
+  const int rank = a.rank();
+  const int workers = a.num_workers();
+  if (workers < 1 || rank < 0 || rank >= workers) {
+    return absl::InvalidArgumentError(absl::StrCat("bad assignment: rank ", rank, " of ", workers));
+  }
+  TESSERA_ASSIGN_OR_RETURN(const Dataset* train, datasets_->Get(spec.data(), /*train=*/true));
+  TESSERA_ASSIGN_OR_RETURN(const Dataset* test, datasets_->Get(spec.data(), /*train=*/false));
+  if (test->dim != train->dim) {
+    return absl::InvalidArgumentError(absl::StrCat("test images have ", test->dim,
+                                                   " pixels, training images ", train->dim));
+  }
+  const int classes = std::max(train->num_classes, test->num_classes);
+  const int batch = spec.batch_size();
+  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
+                           Model::Create(spec.model(), train->dim, classes, batch));
+
+  TESSERA_ASSIGN_OR_RETURN(TensorPlan plan,
+                           reporter_->RegisterTensors(job, rank, model->Parameters()));
+  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<ParameterClient> client,
+                           client_factory_(job, rank, plan));
+
+  std::vector<absl::Span<float>> params;
+  std::vector<absl::Span<const float>> grads;
+  for (int i = 0; i < model->num_tensors(); ++i) {
+    params.push_back(model->param(i));
+    grads.push_back(model->grad(i));
+  }
+
+  const int64_t steps_per_epoch = BatchSampler::StepsPerEpoch(train->size, workers, batch);
+  if (steps_per_epoch < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the training set (", train->size, " examples) is too small for ", workers,
+        " workers at batch_size ", batch));
+  }
+  int64_t total_steps = steps_per_epoch * spec.epochs();
+  if (spec.max_steps() > 0) total_steps = std::min(total_steps, spec.max_steps());
+  spdlog::info("job {} rank {}/{}: {} train / {} test examples, {} steps ({} per epoch)", job,
+               rank, workers, train->size, test->size, total_steps, steps_per_epoch);
+
+  BatchSampler sampler(ShardOf(train->size, rank, workers), batch, spec.seed(), rank);
+  std::vector<int64_t> indices;
+  std::vector<float> x;
+  std::vector<int32_t> y;
+  TaskResult result;
+  const absl::Time start = absl::Now();
+  double loss_sum = 0;
+  int64_t correct = 0, seen = 0;
+  int64_t step = 0;
+  for (int epoch = 0; step < total_steps; ++epoch) {
+    sampler.StartEpoch(epoch);
+    for (int64_t s = 0; s < steps_per_epoch && step < total_steps; ++s, ++step) {
+      if (cancel_->load()) {
+        result.cancelled = true;
+        return result;
+      }
+      TESSERA_RETURN_IF_ERROR_CTX(client->Pull(step, absl::MakeSpan(params)),
+                                  absl::StrCat("pull at step ", step));
+      sampler.Batch(s, &indices);
+      Gather(*train, indices, &x, &y);
+      const Model::StepResult r = model->ForwardBackward(x.data(), y.data(), batch);
+      TESSERA_RETURN_IF_ERROR_CTX(client->Push(step, absl::MakeConstSpan(grads)),
+                                  absl::StrCat("push at step ", step));
+      loss_sum += r.loss * batch;
+      correct += r.correct;
+      seen += batch;
+      const bool last = step + 1 == total_steps;
+      if ((step + 1) % spec.log_every_steps() == 0 || last || s + 1 == steps_per_epoch) {
+        WorkerProgress p;
+        p.set_rank(rank);
+        p.set_epoch(epoch);
+        p.set_step(step + 1);
+        p.set_total_steps(total_steps);
+        p.set_loss(static_cast<float>(loss_sum / seen));
+        p.set_accuracy(static_cast<float>(correct) / seen);
+        loss_sum = 0;
+        correct = seen = 0;
+        TESSERA_ASSIGN_OR_RETURN(bool cancelled,
+                                 reporter_->ReportProgress(job, p, absl::ToDoubleSeconds(absl::Now() - start)));
+        if (cancelled) {
+          result.cancelled = true;
+          return result;
+        }
+      }
+    }
+  }
+  result.steps = step;
+  // The parameters after the last step: every worker's push for it is in.
+  TESSERA_RETURN_IF_ERROR_CTX(client->Pull(step, absl::MakeSpan(params)), "final pull");
+  result.train_seconds = absl::ToDoubleSeconds(absl::Now() - start);
+
+  const Range part = ShardOf(test->size, rank, workers);
+  if (!part.empty()) {
+    const Model::StepResult eval =
+        model->Evaluate(test->features.data() + part.begin * test->dim,
+                        test->labels.data() + part.begin, static_cast<int>(part.size()));
+    result.test_correct = eval.correct;
+    result.test_loss_sum = eval.loss;
+    result.test_examples = static_cast<int64_t>(part.size());
+  }
+  spdlog::info("job {} rank {}: {} steps in {:.1f}s, test accuracy {:.4f} on {} examples", job,
+               rank, step, result.train_seconds,
+               result.test_examples ? double(result.test_correct) / result.test_examples : 0.0,
+               result.test_examples);
+  return result;
+}
+
+}  // namespace tessera::worker

@@ -1,0 +1,80 @@
+#ifndef TESSERA_WORKER_TRAINER_H_
+#define TESSERA_WORKER_TRAINER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "proto/scheduler_service.pb.h"
+#include "worker/dataset.h"
+#include "worker/parameter_client.h"
+
+namespace tessera::worker {
+
+// The scheduler as a running task sees it. Implemented over gRPC in
+// worker/rpc/scheduler_link.h; tests use fakes.
+class TaskReporter {
+ public:
+  virtual ~TaskReporter() = default;
+  // Declares the model's tensors; returns where they live.
+  virtual absl::StatusOr<TensorPlan> RegisterTensors(const std::string& job_id, int rank,
+                                                     const std::vector<TensorSpec>& tensors) = 0;
+  // Returns true when the job was cancelled and the task must stop.
+  virtual absl::StatusOr<bool> ReportProgress(const std::string& job_id,
+                                              const WorkerProgress& progress,
+                                              double wall_seconds) = 0;
+  virtual absl::Status FinishTask(const FinishTaskRequest& request) = 0;
+};
+
+// Loads data sets once per path and keeps them for later tasks. Thread-compatible.
+class DatasetCache {
+ public:
+  // Returns the train or test split at `spec.path()`, limited as the spec says.
+  absl::StatusOr<const Dataset*> Get(const DataSpec& spec, bool train);
+
+ private:
+  struct Entry {
+    std::string key;
+    std::unique_ptr<Dataset> data;
+  };
+  std::vector<Entry> entries_;
+};
+
+struct TaskResult {
+  int64_t steps = 0;
+  double train_seconds = 0;
+  int64_t test_correct = 0;
+  int64_t test_examples = 0;
+  double test_loss_sum = 0;
+  bool cancelled = false;
+};
+
+// Runs one worker's part of a job: registers the model's tensors, then for each
+// step pulls the parameters (as fresh as the job's mode needs), computes the
+// gradient of its batch and pushes it; finally evaluates its part of the test
+// set on the final parameters. Progress goes to the TaskReporter every
+// log_every_steps. Used by one thread.
+class Trainer {
+ public:
+  // `reporter` must outlive the Trainer; `cancel` may be set from another
+  // thread to stop the task between steps.
+  Trainer(TaskReporter* reporter, ParameterClientFactory client_factory, DatasetCache* datasets,
+          const std::atomic<bool>* cancel);
+
+  // Runs the task. The caller reports the outcome with FinishTask.
+  absl::StatusOr<TaskResult> Run(const WorkerAssignment& assignment);
+
+ private:
+  TaskReporter* const reporter_;
+  const ParameterClientFactory client_factory_;
+  DatasetCache* const datasets_;
+  const std::atomic<bool>* const cancel_;
+};
+
+}  // namespace tessera::worker
+
+#endif  // TESSERA_WORKER_TRAINER_H_
