@@ -27,13 +27,14 @@ std::string Describe(int status) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Spawn(
-    const std::string& name, const std::vector<std::string>& argv, const std::string& log_path) {
+    const std::string& name, const std::vector<std::string>& argv, const std::string& log_path,
+    bool append) {
   if (argv.empty()) return absl::InvalidArgumentError("empty command line");
   if (access(argv[0].c_str(), X_OK) != 0) {
     return absl::NotFoundError(absl::StrCat("cannot run ", name, ": ", argv[0], ": ",
                                             std::strerror(errno)));
   }
-  const int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_TRUNC), 0644);
   if (log_fd < 0) {
     return absl::UnavailableError(
         absl::StrCat("cannot open log ", log_path, ": ", std::strerror(errno)));

@@ -18,10 +18,12 @@ namespace tessera::tools {
 // SIGKILL). Used by one thread.
 class ChildProcess {
  public:
-  // Starts argv[0] (a path) with argv. `name` is used in messages.
+  // Starts argv[0] (a path) with argv. `name` is used in messages. The log
+  // is truncated unless `append`.
   static absl::StatusOr<std::unique_ptr<ChildProcess>> Spawn(const std::string& name,
                                                              const std::vector<std::string>& argv,
-                                                             const std::string& log_path);
+                                                             const std::string& log_path,
+                                                             bool append = false);
   ~ChildProcess();
 
   const std::string& name() const { return name_; }

@@ -49,26 +49,43 @@ absl::StatusOr<int> LocalCluster::WaitForPortFile(ChildProcess* child, const std
                                   absl::FormatDuration(options_.start_timeout)));
 }
 
+absl::Status LocalCluster::StartScheduler(int port) {
+  const std::string port_file = options_.out_dir + "/scheduler.port";
+  std::remove(port_file.c_str());
+  TESSERA_ASSIGN_OR_RETURN(
+      scheduler_,
+      ChildProcess::Spawn("tessera-scheduler",
+                          {options_.bin_dir + "/tessera-scheduler", absl::StrCat("--port=", port),
+                           "--port_file=" + port_file, "--db=" + options_.out_dir + "/scheduler.db",
+                           "--log_level=" + options_.log_level,
+                           absl::StrCat("--heartbeat_timeout_ms=", options_.heartbeat_timeout_ms)},
+                          logs_dir() + "/scheduler.log", /*append=*/port != 0));
+  TESSERA_ASSIGN_OR_RETURN(scheduler_port_, WaitForPortFile(scheduler_.get(), port_file));
+  scheduler_address_ = absl::StrCat("127.0.0.1:", scheduler_port_);
+  return absl::OkStatus();
+}
+
+void LocalCluster::KillScheduler(int sig) {
+  if (!scheduler_) return;
+  scheduler_->Signal(sig);
+  scheduler_->Wait(absl::Seconds(10));
+  scheduler_.reset();
+}
+
+absl::Status LocalCluster::RestartScheduler() {
+  KillScheduler(SIGTERM);
+  return StartScheduler(scheduler_port_);
+}
+
 absl::Status LocalCluster::Start() {
   TESSERA_RETURN_IF_ERROR(MakeDir(options_.out_dir));
   TESSERA_RETURN_IF_ERROR(MakeDir(logs_dir()));
   const std::string& bin = options_.bin_dir;
   const std::string level = absl::StrCat("--log_level=", options_.log_level);
-
-  const std::string sched_port_file = options_.out_dir + "/scheduler.port";
-  std::remove(sched_port_file.c_str());
-  const std::string db = options_.out_dir + "/scheduler.db";
   // A fresh db: a local run starts from nothing.
+  const std::string db = options_.out_dir + "/scheduler.db";
   for (const char* suffix : {"", "-wal", "-shm"}) std::remove((db + suffix).c_str());
-  TESSERA_ASSIGN_OR_RETURN(
-      scheduler_,
-      ChildProcess::Spawn("tessera-scheduler",
-                          {bin + "/tessera-scheduler", "--port=0", "--port_file=" + sched_port_file,
-                           "--db=" + db, level,
-                           absl::StrCat("--heartbeat_timeout_ms=", options_.heartbeat_timeout_ms)},
-                          logs_dir() + "/scheduler.log"));
-  TESSERA_ASSIGN_OR_RETURN(int sched_port, WaitForPortFile(scheduler_.get(), sched_port_file));
-  scheduler_address_ = absl::StrCat("127.0.0.1:", sched_port);
+  TESSERA_RETURN_IF_ERROR(StartScheduler(0));
   const std::string sched_flag = "--scheduler=" + scheduler_address_;
 
   std::vector<std::pair<ChildProcess*, std::string>> port_files;

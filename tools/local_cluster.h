@@ -36,14 +36,24 @@ class LocalCluster {
   // An error naming the first child that exited, with the end of its log.
   absl::Status CheckHealth();
 
+  // Kills the scheduler with `sig` (e.g. SIGKILL) and waits for it to exit.
+  void KillScheduler(int sig);
+  // Starts the scheduler again on the same port and database.
+  absl::Status RestartScheduler();
+
   const std::string& scheduler_address() const { return scheduler_address_; }
+  ChildProcess* server(int i) { return servers_.at(i).get(); }
+  ChildProcess* worker(int i) { return workers_.at(i).get(); }
   std::string logs_dir() const { return options_.out_dir + "/logs"; }
 
  private:
   absl::StatusOr<int> WaitForPortFile(ChildProcess* child, const std::string& path);
+  // Starts the scheduler on `port` (0: any) and sets scheduler_address_.
+  absl::Status StartScheduler(int port);
 
   const LocalClusterOptions options_;
   std::string scheduler_address_;
+  int scheduler_port_ = 0;
   std::unique_ptr<ChildProcess> scheduler_;
   std::vector<std::unique_ptr<ChildProcess>> servers_;
   std::vector<std::unique_ptr<ChildProcess>> workers_;
