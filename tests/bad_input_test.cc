@@ -49,7 +49,7 @@ TEST(BadInputTest, MalformedOrIncompleteJobYaml) {
                               unused}),
                   "epochz: unknown key");
   ExpectFailsWith(RunTessera({"submit", dir + "/missing.yaml", unused}), "no such file");
-  ExpectFailsWith(RunTessera({"local", WriteFile(dir, "d.yaml", "\x01\x02garbage: [")}), "c.yaml");
+  ExpectFailsWith(RunTessera({"local", WriteFile(dir, "d.yaml", "\x01\x02garbage: [")}), "d.yaml");
   ExpectFailsWith(RunTessera({"submit"}), "needs one JOB.yaml");
   ExpectFailsWith(RunTessera({"frobnicate"}), "unknown command");
   ExpectFailsWith(RunTessera({"list", "--bogus=1"}), "unknown flag --bogus");
