@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <ostream>
 #include <random>
 #include <sstream>
 #include <string>
@@ -14,6 +15,14 @@
 #include "kernels/cpu_kernels.h"
 
 namespace tessera::kernels {
+namespace internal {
+
+// Names the path in test listings instead of printing its bytes.
+void PrintTo(GemmPath path, std::ostream* os) {
+  *os << (path == GemmPath::kGeneric ? "generic" : "avx2+fma");
+}
+
+}  // namespace internal
 namespace {
 
 using internal::GemmPath;

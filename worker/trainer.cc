@@ -90,13 +90,19 @@ absl::StatusOr<TaskResult> Trainer::Run(const WorkerAssignment& a) {
         result.cancelled = true;
         return result;
       }
+      const absl::Time t0 = absl::Now();
       TESSERA_RETURN_IF_ERROR_CTX(client->Pull(step, absl::MakeSpan(params)),
                                   absl::StrCat("pull at step ", step));
+      const absl::Time t1 = absl::Now();
       sampler.Batch(s, &indices);
       Gather(*train, indices, &x, &y);
       const Model::StepResult r = model->ForwardBackward(x.data(), y.data(), batch);
+      const absl::Time t2 = absl::Now();
       TESSERA_RETURN_IF_ERROR_CTX(client->Push(step, absl::MakeConstSpan(grads)),
                                   absl::StrCat("push at step ", step));
+      result.pull_seconds += absl::ToDoubleSeconds(t1 - t0);
+      result.compute_seconds += absl::ToDoubleSeconds(t2 - t1);
+      result.push_seconds += absl::ToDoubleSeconds(absl::Now() - t2);
       loss_sum += r.loss * batch;
       correct += r.correct;
       seen += batch;
@@ -134,10 +140,13 @@ absl::StatusOr<TaskResult> Trainer::Run(const WorkerAssignment& a) {
     result.test_loss_sum = eval.loss;
     result.test_examples = static_cast<int64_t>(part.size());
   }
-  spdlog::info("job {} rank {}: {} steps in {:.1f}s, test accuracy {:.4f} on {} examples", job,
-               rank, step, result.train_seconds,
-               result.test_examples ? double(result.test_correct) / result.test_examples : 0.0,
-               result.test_examples);
+  spdlog::info(
+      "job {} rank {}: {} steps in {:.1f}s (pull {:.1f}s incl. waiting for the slowest worker, "
+      "compute {:.1f}s, push {:.1f}s), test accuracy {:.4f} on {} examples",
+      job, rank, step, result.train_seconds, result.pull_seconds, result.compute_seconds,
+      result.push_seconds,
+      result.test_examples ? double(result.test_correct) / result.test_examples : 0.0,
+      result.test_examples);
   return result;
 }
 

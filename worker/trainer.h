@@ -51,6 +51,10 @@ struct TaskResult {
   int64_t test_examples = 0;
   double test_loss_sum = 0;
   bool cancelled = false;
+  // Where the training time went (seconds).
+  double pull_seconds = 0;
+  double compute_seconds = 0;
+  double push_seconds = 0;
 };
 
 // Runs one worker's part of a job: registers the model's tensors, then for each

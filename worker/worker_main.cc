@@ -1,5 +1,6 @@
 // tessera-worker: registers with the scheduler and runs the training tasks it assigns.
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -53,7 +54,7 @@ int main(int argc, char** argv) {
 
   tessera::worker::WorkerNode node(options);
   if (absl::Status st = node.Start(); !st.ok()) {
-    spdlog::error("{}", st.message());
+    spdlog::error("{}", std::string(st.message()));
     return 1;
   }
   absl::Notification done;
@@ -75,7 +76,7 @@ int main(int argc, char** argv) {
   kill(getpid(), SIGTERM);
   signals.join();
   if (!st.ok()) {
-    spdlog::error("{}", st.message());
+    spdlog::error("{}", std::string(st.message()));
     return 1;
   }
   spdlog::info("stopped");

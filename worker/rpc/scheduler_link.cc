@@ -24,7 +24,7 @@ absl::Status CallWithRetry(absl::Duration timeout, absl::Duration retry_for,
     if (st.ok() || st.code() != absl::StatusCode::kUnavailable || absl::Now() + backoff > give_up) {
       return st;
     }
-    spdlog::warn("{} (retrying)", st.message());
+    spdlog::warn("{} (retrying)", std::string(st.message()));
     absl::SleepFor(backoff);
     backoff = std::min(backoff * 2, absl::Seconds(2));
   }
@@ -91,7 +91,7 @@ absl::StatusOr<bool> SchedulerLink::ReportProgress(const std::string& job_id,
   if (st.code() == absl::StatusCode::kUnavailable ||
       st.code() == absl::StatusCode::kDeadlineExceeded) {
     // Progress is advisory: training goes on while the scheduler restarts.
-    spdlog::warn("{}", st.message());
+    spdlog::warn("{}", std::string(st.message()));
     return false;
   }
   if (!st.ok()) return st;

@@ -103,11 +103,11 @@ void WorkerNode::HeartbeatLoop() {
       }
     } else if (response.status().code() == absl::StatusCode::kNotFound) {
       // The scheduler restarted and forgot us: register again, naming our task.
-      spdlog::warn("{}; registering again", response.status().message());
+      spdlog::warn("{}; registering again", std::string(response.status().message()));
       absl::Status st = Register();
-      if (!st.ok()) spdlog::warn("{}", st.message());
+      if (!st.ok()) spdlog::warn("{}", std::string(st.message()));
     } else {
-      spdlog::warn("{}", response.status().message());
+      spdlog::warn("{}", std::string(response.status().message()));
     }
     absl::MutexLock lock(&mu_);
     auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
@@ -158,7 +158,7 @@ void WorkerNode::RunTask(const WorkerAssignment& assignment) {
     finish.set_train_seconds(result->train_seconds);
   }
   absl::Status st = link_.FinishTask(finish);
-  if (!st.ok()) spdlog::error("could not report the end of job {}: {}", assignment.job_id(), st.message());
+  if (!st.ok()) spdlog::error("could not report the end of job {}: {}", assignment.job_id(), std::string(st.message()));
 }
 
 }  // namespace tessera::worker
