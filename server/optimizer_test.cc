@@ -18,7 +18,7 @@ OptimizerSpec Sgd(float lr, float momentum = 0, bool nesterov = false, float wd 
 }
 
 // Runs `steps` (one gradient vector each) through a fresh optimizer.
-std::vector<float> Run(const OptimizerSpec& spec, std::vector<float> w,
+std::vector<float> RunSteps(const OptimizerSpec& spec, std::vector<float> w,
                        const std::vector<std::vector<float>>& steps) {
   auto opt = Optimizer::Create(spec);
   EXPECT_TRUE(opt.ok()) << opt.status();
@@ -29,29 +29,29 @@ std::vector<float> Run(const OptimizerSpec& spec, std::vector<float> w,
 }
 
 TEST(OptimizerTest, PlainSgd) {
-  auto w = Run(Sgd(0.1f), {1.0f, -2.0f}, {{0.5f, 1.0f}});
+  auto w = RunSteps(Sgd(0.1f), {1.0f, -2.0f}, {{0.5f, 1.0f}});
   EXPECT_FLOAT_EQ(w[0], 0.95f);
   EXPECT_FLOAT_EQ(w[1], -2.1f);
 }
 
 TEST(OptimizerTest, WeightDecayIsAddedToTheGradient) {
   // g' = g + 0.1 w = [0.6, 0.8].
-  auto w = Run(Sgd(0.1f, 0, false, 0.1f), {1.0f, -2.0f}, {{0.5f, 1.0f}});
+  auto w = RunSteps(Sgd(0.1f, 0, false, 0.1f), {1.0f, -2.0f}, {{0.5f, 1.0f}});
   EXPECT_FLOAT_EQ(w[0], 0.94f);
   EXPECT_FLOAT_EQ(w[1], -2.08f);
 }
 
 TEST(OptimizerTest, Momentum) {
   // v1 = 1, w1 = 0.9; v2 = 1.9, w2 = 0.9 - 0.19.
-  auto w = Run(Sgd(0.1f, 0.9f), {1.0f}, {{1.0f}, {1.0f}});
+  auto w = RunSteps(Sgd(0.1f, 0.9f), {1.0f}, {{1.0f}, {1.0f}});
   EXPECT_FLOAT_EQ(w[0], 0.71f);
 }
 
 TEST(OptimizerTest, NesterovMomentum) {
   // v1 = 1, w1 = 1 - 0.1 (1 + 0.9) = 0.81; v2 = 1.9, w2 = 0.81 - 0.1 (1 + 1.71) = 0.539.
-  auto w = Run(Sgd(0.1f, 0.9f, true), {1.0f}, {{1.0f}});
+  auto w = RunSteps(Sgd(0.1f, 0.9f, true), {1.0f}, {{1.0f}});
   EXPECT_FLOAT_EQ(w[0], 0.81f);
-  w = Run(Sgd(0.1f, 0.9f, true), {1.0f}, {{1.0f}, {1.0f}});
+  w = RunSteps(Sgd(0.1f, 0.9f, true), {1.0f}, {{1.0f}, {1.0f}});
   EXPECT_FLOAT_EQ(w[0], 0.539f);
 }
 
@@ -62,9 +62,9 @@ TEST(OptimizerTest, Adagrad) {
   s.set_initial_accumulator(0.1f);
   s.set_epsilon(1e-10f);
   // acc = 4.1, w = 1 - 0.2 / sqrt(4.1); acc = 8.1, w -= 0.2 / sqrt(8.1).
-  auto w = Run(s, {1.0f}, {{2.0f}});
+  auto w = RunSteps(s, {1.0f}, {{2.0f}});
   EXPECT_NEAR(w[0], 0.9012270403, 1e-6);
-  w = Run(s, {1.0f}, {{2.0f}, {2.0f}});
+  w = RunSteps(s, {1.0f}, {{2.0f}, {2.0f}});
   EXPECT_NEAR(w[0], 0.8309542034, 1e-6);
 }
 
@@ -76,10 +76,10 @@ TEST(OptimizerTest, AdamIsBiasCorrected) {
   s.set_beta2(0.999f);
   s.set_epsilon(1e-8f);
   // Step 1: m^ = g, v^ = g^2, so the step is lr * sign(g).
-  auto w = Run(s, {1.0f}, {{2.0f}});
+  auto w = RunSteps(s, {1.0f}, {{2.0f}});
   EXPECT_NEAR(w[0], 0.9, 1e-6);
   // Step 2 with g = -1: m = 0.08, v = 0.004996, bc1 = 0.19, bc2 = 0.001999.
-  w = Run(s, {1.0f}, {{2.0f}, {-1.0f}});
+  w = RunSteps(s, {1.0f}, {{2.0f}, {-1.0f}});
   EXPECT_NEAR(w[0], 0.8733662967, 1e-6);
 }
 

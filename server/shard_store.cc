@@ -77,6 +77,7 @@ struct Job {
   std::atomic<uint64_t> pulls{0};
   std::atomic<uint64_t> push_bytes{0};
   std::atomic<uint64_t> pull_bytes{0};
+  std::atomic<int64_t> waiting_pulls{0};
 
   // The slice of `tensor` holding all of `r`.
   absl::StatusOr<Slice*> FindSlice(absl::string_view tensor, const Range& r,
@@ -642,9 +643,14 @@ absl::Status ShardStore::Pull(const std::string& job_id, int worker, int64_t clo
     Slice* s = sources[i];
     PulledSlice& dst = (*out)[i];
     absl::MutexLock lock(&s->mu);
-    while (s->closed.ok() && !PullReady(*job, s, clock)) {
-      if (s->changed.WaitWithDeadline(&s->mu, deadline) && s->closed.ok() &&
-          !PullReady(*job, s, clock)) {
+    if (s->closed.ok() && !PullReady(*job, s, clock)) {
+      job->waiting_pulls.fetch_add(1, std::memory_order_relaxed);
+      bool timed_out = false;
+      while (s->closed.ok() && !PullReady(*job, s, clock) && !timed_out) {
+        timed_out = s->changed.WaitWithDeadline(&s->mu, deadline);
+      }
+      job->waiting_pulls.fetch_sub(1, std::memory_order_relaxed);
+      if (s->closed.ok() && !PullReady(*job, s, clock)) {
         return absl::DeadlineExceededError(PullTimeoutMessage(*job, s, clock));
       }
     }
@@ -668,6 +674,7 @@ absl::StatusOr<JobStats> ShardStore::Stats(const std::string& job_id) const {
   stats.pulls = job->pulls.load(std::memory_order_relaxed);
   stats.push_bytes = job->push_bytes.load(std::memory_order_relaxed);
   stats.pull_bytes = job->pull_bytes.load(std::memory_order_relaxed);
+  stats.waiting_pulls = job->waiting_pulls.load(std::memory_order_relaxed);
   bool first = true;
   for (const auto& s : job->slices) {
     absl::MutexLock lock(&s->mu);

@@ -41,6 +41,7 @@ struct JobStats {
   uint64_t push_bytes = 0;  // gradient bytes committed
   uint64_t pull_bytes = 0;  // value bytes returned
   int64_t min_version = 0;  // smallest version among the slices held here
+  int64_t waiting_pulls = 0;  // pulls blocked right now, waiting for fresh data
 };
 
 // One worker's gradient push for one clock, staged and then applied as a whole.

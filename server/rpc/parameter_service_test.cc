@@ -1,0 +1,325 @@
+#include "server/rpc/parameter_service.h"
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/initializer.h"
+#include "common/rpc/grpc_status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "proto/parameter_service.grpc.pb.h"
+#include "server/rpc/parameter_server.h"
+
+namespace tessera::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Larger than one chunk so pulls and pushes span several.
+constexpr uint64_t kSize = (kMaxChunkBytes / 4) * 2 + 1000;
+
+TensorSpec Tensor() {
+  TensorSpec t;
+  t.set_name("dense0/w");
+  t.set_size(kSize);
+  t.set_init(TensorSpec::NORMAL);
+  t.set_scale(0.1f);
+  return t;
+}
+
+std::vector<float> Initial() {
+  std::vector<float> v(kSize);
+  InitializeSlice(Tensor(), 3, Range{0, kSize}, absl::MakeSpan(v));
+  return v;
+}
+
+class ParameterServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(server_.Start("127.0.0.1", 0).ok());
+    ASSERT_GT(server_.port(), 0);
+    stub_ = ParameterService::NewStub(MakeChannel(absl::StrCat("127.0.0.1:", server_.port())));
+    CreateJobRequest req;
+    req.set_job_id("j");
+    req.mutable_spec()->set_mode(SYNC);
+    req.mutable_spec()->set_seed(3);
+    req.mutable_spec()->mutable_optimizer()->set_kind(OptimizerSpec::SGD);
+    req.mutable_spec()->mutable_optimizer()->set_learning_rate(0.5f);
+    *req.add_tensors() = Tensor();
+    TensorSlice* slice = req.add_slices();
+    slice->set_tensor("dense0/w");
+    slice->set_begin(0);
+    slice->set_end(kSize);
+    req.add_live_workers(0);
+    req.add_live_workers(1);
+    CreateJobResponse resp;
+    grpc::ClientContext ctx;
+    SetTimeout(&ctx, absl::Seconds(10));
+    ASSERT_TRUE(stub_->CreateJob(&ctx, req, &resp).ok());
+  }
+
+  // Pushes `chunks` in one stream.
+  grpc::Status PushChunks(const std::vector<PushChunk>& chunks) {
+    grpc::ClientContext ctx;
+    SetTimeout(&ctx, absl::Seconds(30));
+    PushResponse resp;
+    auto writer = stub_->Push(&ctx, &resp);
+    for (const PushChunk& c : chunks) {
+      if (!writer->Write(c)) break;
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+  static PushChunk Chunk(const std::string& job, int worker, int64_t clock,
+                         const std::string& tensor, uint64_t offset, const float* values,
+                         size_t n) {
+    PushChunk c;
+    c.set_job_id(job);
+    c.set_worker(worker);
+    c.set_clock(clock);
+    c.set_tensor(tensor);
+    c.set_offset(offset);
+    c.set_values(reinterpret_cast<const char*>(values), n * sizeof(float));
+    return c;
+  }
+
+  // The whole gradient `g` in chunks of kMaxChunkBytes.
+  grpc::Status PushAll(int worker, int64_t clock, const std::vector<float>& g) {
+    std::vector<PushChunk> chunks;
+    const size_t per = kMaxChunkBytes / 4;
+    for (size_t i = 0; i < g.size(); i += per) {
+      chunks.push_back(
+          Chunk("j", worker, clock, "dense0/w", i, g.data() + i, std::min(per, g.size() - i)));
+    }
+    return PushChunks(chunks);
+  }
+
+  grpc::Status PullAll(int worker, int64_t clock, std::vector<float>* values,
+                       int64_t* version, int* chunks) {
+    PullRequest req;
+    req.set_job_id("j");
+    req.set_worker(worker);
+    req.set_clock(clock);
+    TensorSlice* s = req.add_slices();
+    s->set_tensor("dense0/w");
+    s->set_begin(0);
+    s->set_end(kSize);
+    grpc::ClientContext ctx;
+    SetTimeout(&ctx, absl::Seconds(30));
+    auto reader = stub_->Pull(&ctx, req);
+    values->assign(kSize, 0.0f);
+    *chunks = 0;
+    PullChunk c;
+    while (reader->Read(&c)) {
+      EXPECT_LE(c.values().size(), kMaxChunkBytes);
+      EXPECT_EQ(c.tensor(), "dense0/w");
+      std::memcpy(values->data() + c.offset(), c.values().data(), c.values().size());
+      *version = c.version();
+      ++*chunks;
+    }
+    return reader->Finish();
+  }
+
+  ParameterServer server_;
+  std::unique_ptr<ParameterService::Stub> stub_;
+};
+
+TEST_F(ParameterServiceTest, TwoWorkersPushAndPullOverARealChannel) {
+  std::vector<std::vector<float>> grads(2, std::vector<float>(kSize));
+  for (uint64_t i = 0; i < kSize; ++i) {
+    grads[0][i] = 0.001f * static_cast<float>(i % 97);
+    grads[1][i] = -0.002f * static_cast<float>(i % 13);
+  }
+  std::vector<std::vector<float>> pulled(2);
+  std::vector<int64_t> versions(2, -1);
+  std::vector<grpc::Status> errors(2);
+  std::vector<std::thread> workers;
+  for (int w = 0; w < 2; ++w) {
+    workers.emplace_back([&, w] {
+      int chunks = 0;
+      grpc::Status s = PullAll(w, 0, &pulled[w], &versions[w], &chunks);
+      if (s.ok() && pulled[w] != Initial()) s = grpc::Status(grpc::StatusCode::INTERNAL, "init");
+      if (s.ok()) s = PushAll(w, 0, grads[w]);
+      if (s.ok()) s = PullAll(w, 1, &pulled[w], &versions[w], &chunks);  // waits for the other
+      if (s.ok() && chunks != 3) s = grpc::Status(grpc::StatusCode::INTERNAL, "chunks");
+      errors[w] = s;
+    });
+  }
+  for (auto& t : workers) t.join();
+  std::vector<float> want = Initial();
+  for (uint64_t i = 0; i < kSize; ++i) want[i] -= 0.5f * ((grads[0][i] + grads[1][i]) / 2.0f);
+  for (int w = 0; w < 2; ++w) {
+    ASSERT_TRUE(errors[w].ok()) << w << ": " << errors[w].error_message();
+    EXPECT_EQ(versions[w], 1);
+    EXPECT_TRUE(pulled[w] == want) << "worker " << w;
+  }
+
+  ServerStatsRequest req;
+  req.set_job_id("j");
+  ServerStatsResponse resp;
+  grpc::ClientContext ctx;
+  ASSERT_TRUE(stub_->Stats(&ctx, req, &resp).ok());
+  EXPECT_EQ(resp.pushes(), 2u);
+  EXPECT_EQ(resp.pulls(), 4u);
+  EXPECT_EQ(resp.min_version(), 1);
+}
+
+TEST_F(ParameterServiceTest, BadPushesGetAClearStatus) {
+  const std::vector<float> g(kSize, 1.0f);
+  struct Case {
+    std::string name;
+    std::vector<PushChunk> chunks;
+    grpc::StatusCode code;
+    std::string text;
+  };
+  PushChunk odd = Chunk("j", 0, 0, "dense0/w", 0, g.data(), 2);
+  odd.mutable_values()->resize(7);
+  PushChunk switched = Chunk("j", 1, 0, "dense0/w", 10, g.data(), 10);
+  const std::vector<Case> cases = {
+      {"wrong size", {Chunk("j", 0, 0, "dense0/w", 0, g.data(), 10)},
+       grpc::StatusCode::INVALID_ARGUMENT, "covered 10 of"},
+      {"past the end", {Chunk("j", 0, 0, "dense0/w", kSize - 5, g.data(), 10)},
+       grpc::StatusCode::INVALID_ARGUMENT, "dense0/w"},
+      {"unknown tensor", {Chunk("j", 0, 0, "nope/w", 0, g.data(), 10)},
+       grpc::StatusCode::NOT_FOUND, "'nope/w'"},
+      {"unknown job", {Chunk("nojob", 0, 0, "dense0/w", 0, g.data(), 10)},
+       grpc::StatusCode::NOT_FOUND, "'nojob'"},
+      {"odd bytes", {odd}, grpc::StatusCode::INVALID_ARGUMENT, "7 bytes"},
+      {"header changes", {Chunk("j", 0, 0, "dense0/w", 0, g.data(), 10), switched},
+       grpc::StatusCode::INVALID_ARGUMENT, "worker 1"},
+      {"stale clock", {Chunk("j", 0, 4, "dense0/w", 0, g.data(), 10)},
+       grpc::StatusCode::FAILED_PRECONDITION, "clock 4"},
+      {"no chunks", {}, grpc::StatusCode::INVALID_ARGUMENT, "no chunks"},
+      {"no job id", {Chunk("", 0, 0, "dense0/w", 0, g.data(), 10)},
+       grpc::StatusCode::INVALID_ARGUMENT, "job_id"},
+  };
+  for (const Case& c : cases) {
+    grpc::Status s = PushChunks(c.chunks);
+    EXPECT_EQ(s.error_code(), c.code) << c.name << ": " << s.error_message();
+    EXPECT_THAT(s.error_message(), HasSubstr(c.text)) << c.name;
+  }
+  // Nothing applied: version 0 and the initial values.
+  std::vector<float> values;
+  int64_t version = -1;
+  int chunks = 0;
+  ASSERT_TRUE(PullAll(0, 0, &values, &version, &chunks).ok());
+  EXPECT_EQ(version, 0);
+  EXPECT_TRUE(values == Initial());
+}
+
+TEST_F(ParameterServiceTest, BadPullsGetAClearStatus) {
+  auto pull = [&](const std::string& job, const std::string& tensor, uint64_t begin,
+                  uint64_t end, int64_t clock, absl::Duration timeout) {
+    PullRequest req;
+    req.set_job_id(job);
+    req.set_clock(clock);
+    if (!tensor.empty()) {
+      TensorSlice* s = req.add_slices();
+      s->set_tensor(tensor);
+      s->set_begin(begin);
+      s->set_end(end);
+    }
+    grpc::ClientContext ctx;
+    SetTimeout(&ctx, timeout);
+    auto reader = stub_->Pull(&ctx, req);
+    PullChunk c;
+    while (reader->Read(&c)) {
+    }
+    return reader->Finish();
+  };
+  grpc::Status s = pull("nojob", "dense0/w", 0, 10, 0, absl::Seconds(10));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(s.error_message(), HasSubstr("'nojob'"));
+  s = pull("j", "nope/w", 0, 10, 0, absl::Seconds(10));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(s.error_message(), HasSubstr("'nope/w'"));
+  s = pull("j", "dense0/w", 0, kSize + 1, 0, absl::Seconds(10));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  s = pull("j", "", 0, 0, 0, absl::Seconds(10));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // Clock 1 needs both workers' pushes: the client's deadline ends the wait.
+  s = pull("j", "dense0/w", 0, 10, 1, absl::Milliseconds(300));
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+}
+
+TEST_F(ParameterServiceTest, PullWaitIsCappedByTheServerOption) {
+  ParameterServer::Options options;
+  options.service.max_pull_wait = absl::Milliseconds(100);
+  ParameterServer capped(options);
+  ASSERT_TRUE(capped.Start("127.0.0.1", 0).ok());
+  ASSERT_TRUE(capped.store()
+                  ->CreateJob("k", [] {
+                    JobSpec spec;
+                    spec.mutable_optimizer()->set_kind(OptimizerSpec::SGD);
+                    spec.mutable_optimizer()->set_learning_rate(0.1f);
+                    return spec;
+                  }(), {Tensor()}, {[] {
+                    TensorSlice s;
+                    s.set_tensor("dense0/w");
+                    s.set_end(kSize);
+                    return s;
+                  }()}, {0})
+                  .ok());
+  auto stub = ParameterService::NewStub(MakeChannel(absl::StrCat("127.0.0.1:", capped.port())));
+  PullRequest req;
+  req.set_job_id("k");
+  req.set_clock(5);
+  TensorSlice* slice = req.add_slices();
+  slice->set_tensor("dense0/w");
+  slice->set_end(4);
+  grpc::ClientContext ctx;
+  SetTimeout(&ctx, absl::Seconds(60));
+  auto reader = stub->Pull(&ctx, req);
+  PullChunk c;
+  EXPECT_FALSE(reader->Read(&c));
+  grpc::Status s = reader->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(s.error_message(), HasSubstr("job 'k'"));
+  EXPECT_THAT(s.error_message(), HasSubstr("[0]"));  // the live worker that has not pushed
+}
+
+TEST_F(ParameterServiceTest, StopWakesAWaitingPull) {
+  grpc::Status result;
+  std::thread puller([&] {
+    std::vector<float> values;
+    int64_t version = 0;
+    int chunks = 0;
+    result = PullAll(0, 1, &values, &version, &chunks);
+  });
+  // Stop only once the pull is blocked in the store; a hang fails by ctest's timeout.
+  while (true) {
+    auto stats = server_.store()->Stats("j");
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    if (stats->waiting_pulls > 0) break;
+    std::this_thread::yield();
+  }
+  server_.Stop();
+  puller.join();
+  EXPECT_EQ(result.error_code(), grpc::StatusCode::CANCELLED) << result.error_message();
+  EXPECT_THAT(result.error_message(), HasSubstr("shutting down"));
+}
+
+TEST_F(ParameterServiceTest, LiveWorkersAndDropOverRpc) {
+  SetLiveWorkersRequest live;
+  live.set_job_id("j");
+  live.add_live_workers(0);
+  SetLiveWorkersResponse live_resp;
+  grpc::ClientContext ctx1;
+  ASSERT_TRUE(stub_->SetLiveWorkers(&ctx1, live, &live_resp).ok());
+  ASSERT_TRUE(PushAll(0, 0, std::vector<float>(kSize, 1.0f)).ok());
+  EXPECT_EQ(PushAll(1, 1, std::vector<float>(kSize, 1.0f)).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  DropJobRequest drop;
+  drop.set_job_id("j");
+  DropJobResponse drop_resp;
+  grpc::ClientContext ctx2;
+  ASSERT_TRUE(stub_->DropJob(&ctx2, drop, &drop_resp).ok());
+  grpc::ClientContext ctx3;
+  EXPECT_EQ(stub_->DropJob(&ctx3, drop, &drop_resp).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+}  // namespace
+}  // namespace tessera::server

@@ -1,0 +1,483 @@
+#include "server/shard_store.h"
+
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "common/initializer.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "server/optimizer.h"
+
+namespace tessera::server {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr uint64_t kSize = 8;
+
+TensorSpec Tensor(const std::string& name, uint64_t size) {
+  TensorSpec t;
+  t.set_name(name);
+  t.set_size(size);
+  t.set_init(TensorSpec::UNIFORM);
+  t.set_scale(0.5f);
+  return t;
+}
+
+TensorSlice SliceOf(const std::string& tensor, uint64_t begin, uint64_t end) {
+  TensorSlice s;
+  s.set_tensor(tensor);
+  s.set_begin(begin);
+  s.set_end(end);
+  return s;
+}
+
+JobSpec Spec(ConsistencyMode mode, int staleness = 0) {
+  JobSpec spec;
+  spec.set_mode(mode);
+  spec.set_staleness(staleness);
+  spec.set_seed(7);
+  spec.mutable_optimizer()->set_kind(OptimizerSpec::SGD);
+  spec.mutable_optimizer()->set_learning_rate(0.5f);
+  return spec;
+}
+
+// Initial values of elements [begin, end) of tensor "w" (size kSize).
+std::vector<float> Initial(uint64_t begin, uint64_t end) {
+  std::vector<float> v(end - begin);
+  InitializeSlice(Tensor("w", kSize), 7, Range{begin, end}, absl::MakeSpan(v));
+  return v;
+}
+
+std::vector<float> Grad(float base) {
+  std::vector<float> g(kSize);
+  for (uint64_t i = 0; i < kSize; ++i) g[i] = base + 0.25f * static_cast<float>(i);
+  return g;
+}
+
+class ShardStoreTest : public ::testing::Test {
+ protected:
+  // Job "j" with tensor "w" [0, 8) held whole, and tensor "b" [0, 4) of which
+  // this server holds [2, 4).
+  void Create(ConsistencyMode mode, std::vector<int> live, int staleness = 0) {
+    ASSERT_TRUE(store_
+                    .CreateJob("j", Spec(mode, staleness), {Tensor("w", kSize), Tensor("b", 4)},
+                               {SliceOf("w", 0, kSize), SliceOf("b", 2, 4)}, live)
+                    .ok());
+  }
+
+  absl::Status Push(int worker, int64_t clock, const std::vector<float>& g,
+                    const std::string& tensor = "w", uint64_t offset = 0) {
+    auto session = store_.BeginPush("j", worker, clock);
+    if (!session.ok()) return session.status();
+    absl::Status s = (*session)->AddChunk(tensor, offset, reinterpret_cast<const char*>(g.data()),
+                                          g.size() * sizeof(float));
+    if (!s.ok()) return s;
+    return (*session)->Commit();
+  }
+
+  absl::StatusOr<PulledSlice> PullW(int64_t clock, absl::Duration wait = absl::Seconds(30)) {
+    std::vector<PulledSlice> out;
+    absl::Status s = store_.Pull("j", 0, clock, {SliceOf("w", 0, kSize)}, absl::Now() + wait, &out);
+    if (!s.ok()) return s;
+    return out[0];
+  }
+
+  // Returns once `n` pulls of job "j" are blocked waiting for fresh data.
+  void AwaitWaitingPulls(int64_t n) {
+    while (true) {
+      auto stats = store_.Stats("j");
+      ASSERT_TRUE(stats.ok()) << stats.status();
+      if (stats->waiting_pulls >= n) return;
+      std::this_thread::yield();
+    }
+  }
+
+  ShardStore store_;
+};
+
+TEST_F(ShardStoreTest, SlicesStartWithTheInitializerValues) {
+  Create(SYNC, {0});
+  std::vector<PulledSlice> out;
+  ASSERT_TRUE(store_
+                  .Pull("j", 0, 0, {SliceOf("w", 2, 6), SliceOf("b", 2, 4)},
+                        absl::InfiniteFuture(), &out)
+                  .ok());
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].values, Initial(2, 6));
+  EXPECT_EQ(out[0].version, 0);
+  std::vector<float> b(2);
+  InitializeSlice(Tensor("b", 4), 7, Range{2, 4}, absl::MakeSpan(b));
+  EXPECT_EQ(out[1].values, b);
+  EXPECT_EQ(out[1].tensor, "b");
+  EXPECT_EQ(out[1].range.begin, 2u);
+}
+
+TEST_F(ShardStoreTest, SyncAveragesEveryLiveWorkerInOneStep) {
+  Create(SYNC, {0, 1, 2});
+  const auto g0 = Grad(1.0f), g1 = Grad(-3.0f), g2 = Grad(0.5f);
+  ASSERT_TRUE(Push(2, 0, g2).ok());
+  ASSERT_TRUE(Push(0, 0, g0).ok());
+  // Two of three: nothing applied yet.
+  auto early = PullW(0);
+  ASSERT_TRUE(early.ok());
+  EXPECT_EQ(early->version, 0);
+  EXPECT_EQ(early->values, Initial(0, kSize));
+  ASSERT_TRUE(Push(1, 0, g1).ok());
+
+  // Reference: the same optimizer on the mean gradient (summed in rank order).
+  auto opt = Optimizer::Create(Spec(SYNC).optimizer());
+  ASSERT_TRUE(opt.ok());
+  auto state = (*opt)->NewState(kSize);
+  std::vector<float> w = Initial(0, kSize), mean(kSize);
+  for (uint64_t i = 0; i < kSize; ++i) mean[i] = (g0[i] + g1[i] + g2[i]) / 3.0f;
+  (*opt)->Apply(absl::MakeSpan(w), mean, state.get());
+
+  auto after = PullW(1);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->version, 1);
+  EXPECT_EQ(after->values, w);
+}
+
+TEST_F(ShardStoreTest, SyncPullBlocksUntilEveryWorkerPushed) {
+  Create(SYNC, {0, 1});
+  ASSERT_TRUE(Push(0, 0, Grad(1.0f)).ok());
+  absl::Notification started, done;
+  absl::StatusOr<PulledSlice> result;
+  std::thread puller([&] {
+    started.Notify();
+    result = PullW(1);
+    done.Notify();
+  });
+  started.WaitForNotification();
+  AwaitWaitingPulls(1);
+  EXPECT_FALSE(done.HasBeenNotified());
+  ASSERT_TRUE(Push(1, 0, Grad(1.0f)).ok());
+  puller.join();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->version, 1);
+  // Same gradient from both: one step of lr 0.5 with that gradient.
+  std::vector<float> w = Initial(0, kSize);
+  const auto g = Grad(1.0f);
+  for (uint64_t i = 0; i < kSize; ++i) w[i] -= 0.5f * g[i];
+  EXPECT_EQ(result->values, w);
+}
+
+TEST_F(ShardStoreTest, PullDeadlineNamesWhatItWaitsFor) {
+  Create(SYNC, {0, 1, 2});
+  ASSERT_TRUE(Push(1, 0, Grad(1.0f)).ok());
+  auto r = PullW(1, absl::Milliseconds(20));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(r.status().message(), HasSubstr("job 'j'"));
+  EXPECT_THAT(r.status().message(), HasSubstr("'w' [0,8)"));
+  EXPECT_THAT(r.status().message(), HasSubstr("clock 1"));
+  EXPECT_THAT(r.status().message(), HasSubstr("version 0"));
+  EXPECT_THAT(r.status().message(), HasSubstr("[0, 2]"));
+}
+
+TEST_F(ShardStoreTest, SetLiveWorkersCompletesAStepADeadWorkerBlocked) {
+  Create(SYNC, {0, 1});
+  ASSERT_TRUE(Push(0, 0, Grad(2.0f)).ok());
+  absl::Notification done;
+  absl::StatusOr<PulledSlice> result;
+  std::thread puller([&] {
+    result = PullW(1);
+    done.Notify();
+  });
+  AwaitWaitingPulls(1);
+  ASSERT_TRUE(store_.SetLiveWorkers("j", {0}).ok());
+  done.WaitForNotification();
+  puller.join();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->version, 1);
+  std::vector<float> w = Initial(0, kSize);
+  const auto g = Grad(2.0f);
+  for (uint64_t i = 0; i < kSize; ++i) w[i] -= 0.5f * g[i];
+  EXPECT_EQ(result->values, w);
+  // The dead worker's pushes are refused.
+  EXPECT_EQ(Push(1, 1, Grad(1.0f)).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(ShardStoreTest, SetLiveWorkersDropsTheGradientOfAWorkerThatLeft) {
+  Create(SYNC, {0, 1, 2});
+  ASSERT_TRUE(Push(1, 0, Grad(100.0f)).ok());
+  ASSERT_TRUE(Push(0, 0, Grad(2.0f)).ok());
+  ASSERT_TRUE(store_.SetLiveWorkers("j", {0, 2}).ok());
+  ASSERT_EQ(PullW(1, absl::ZeroDuration()).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+  ASSERT_TRUE(Push(2, 0, Grad(4.0f)).ok());
+  auto r = PullW(1);
+  ASSERT_TRUE(r.ok());
+  std::vector<float> w = Initial(0, kSize);
+  const auto g = Grad(3.0f);  // mean of Grad(2) and Grad(4)
+  for (uint64_t i = 0; i < kSize; ++i) w[i] -= 0.5f * g[i];
+  EXPECT_EQ(r->values, w);
+}
+
+TEST_F(ShardStoreTest, AsyncAppliesEachPushOnArrival) {
+  Create(ASYNC, {0, 1});
+  ASSERT_TRUE(Push(1, 0, Grad(1.0f)).ok());
+  auto r = PullW(5);  // never waits
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->version, 1);
+  std::vector<float> w = Initial(0, kSize);
+  const auto g = Grad(1.0f);
+  for (uint64_t i = 0; i < kSize; ++i) w[i] -= 0.5f * g[i];
+  EXPECT_EQ(r->values, w);
+  ASSERT_TRUE(Push(1, 1, Grad(1.0f)).ok());
+  EXPECT_EQ(PullW(0)->version, 2);
+}
+
+TEST_F(ShardStoreTest, SspPullWaitsForTheSlowestLiveWorker) {
+  Create(SSP, {0, 1}, /*staleness=*/1);
+  // Clock 1 needs pushes for clocks <= -1: none.
+  EXPECT_TRUE(PullW(1, absl::ZeroDuration()).ok());
+  ASSERT_TRUE(Push(0, 0, Grad(1.0f)).ok());
+  ASSERT_TRUE(Push(0, 1, Grad(1.0f)).ok());
+  // Clock 2 needs every live worker's clock 0.
+  auto r = PullW(2, absl::ZeroDuration());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(r.status().message(), HasSubstr("1 (at clock -1)"));
+  ASSERT_TRUE(Push(1, 0, Grad(1.0f)).ok());
+  r = PullW(2, absl::ZeroDuration());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->version, 3);
+}
+
+TEST_F(ShardStoreTest, BadPushesGetTheRightCodeAndLeaveWeightsUntouched) {
+  Create(SYNC, {0, 1});
+  const auto g = Grad(1.0f);
+  const char* bytes = reinterpret_cast<const char*>(g.data());
+  struct Case {
+    std::string name;
+    absl::StatusCode code;
+    std::string text;
+    std::function<absl::Status()> run;
+  };
+  std::vector<Case> cases = {
+      {"unknown job", absl::StatusCode::kNotFound, "no job 'nope'",
+       [&] { return store_.BeginPush("nope", 0, 0).status(); }},
+      {"unknown tensor", absl::StatusCode::kNotFound, "no tensor 'x'",
+       [&] { return Push(0, 0, g, "x"); }},
+      {"past the slice", absl::StatusCode::kInvalidArgument, "[4,12)",
+       [&] { return Push(0, 0, g, "w", 4); }},
+      {"outside the slice held", absl::StatusCode::kInvalidArgument, "held: [2,4)",
+       [&] { return Push(0, 0, {1.0f, 2.0f}, "b", 0); }},
+      {"odd byte count", absl::StatusCode::kInvalidArgument, "float32",
+       [&] {
+         auto s = store_.BeginPush("j", 0, 0);
+         absl::Status st = (*s)->AddChunk("w", 0, bytes, 6);
+         EXPECT_EQ((*s)->Commit().code(), st.code());  // poisoned
+         return st;
+       }},
+      {"stale clock", absl::StatusCode::kFailedPrecondition, "clock 3",
+       [&] { return Push(0, 3, g); }},
+      {"non-live worker", absl::StatusCode::kFailedPrecondition, "worker 5 is not live",
+       [&] { return Push(5, 0, g); }},
+      {"negative clock", absl::StatusCode::kInvalidArgument, "clock -1",
+       [&] { return store_.BeginPush("j", 0, -1).status(); }},
+      {"partial coverage", absl::StatusCode::kInvalidArgument,
+       "push to 'w' covered 2 of 8 elements of slice [0,8)",
+       [&] { return Push(0, 0, {1.0f, 2.0f}, "w", 3); }},
+      {"overlap", absl::StatusCode::kInvalidArgument, "overlap",
+       [&] {
+         auto s = store_.BeginPush("j", 0, 0);
+         EXPECT_TRUE((*s)->AddChunk("w", 0, bytes, 5 * sizeof(float)).ok());
+         return (*s)->AddChunk("w", 4, bytes, 4 * sizeof(float));
+       }},
+      {"half of a two-slice push", absl::StatusCode::kInvalidArgument, "'b' covered 1 of 2",
+       [&] {
+         auto s = store_.BeginPush("j", 0, 0);
+         EXPECT_TRUE((*s)->AddChunk("w", 0, bytes, kSize * sizeof(float)).ok());
+         EXPECT_TRUE((*s)->AddChunk("b", 2, bytes, sizeof(float)).ok());
+         return (*s)->Commit();
+       }},
+      {"empty push", absl::StatusCode::kInvalidArgument, "carried no values",
+       [&] { return (*store_.BeginPush("j", 0, 0))->Commit(); }},
+  };
+  for (const Case& c : cases) {
+    absl::Status s = c.run();
+    EXPECT_EQ(s.code(), c.code) << c.name << ": " << s;
+    EXPECT_THAT(std::string(s.message()), HasSubstr(c.text)) << c.name;
+  }
+  // Nothing was applied or left pending: worker 1's push alone does not step.
+  ASSERT_TRUE(Push(1, 0, g).ok());
+  auto r = PullW(0);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->version, 0);
+  EXPECT_EQ(r->values, Initial(0, kSize));
+  // Worker 0 can still push its clock 0 (no stale partial state), once.
+  ASSERT_TRUE(Push(0, 0, g).ok());
+  EXPECT_EQ(PullW(1)->version, 1);
+  EXPECT_EQ(Push(0, 0, g).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(ShardStoreTest, DuplicatePushOfTheSameClockIsAlreadyExists) {
+  Create(SYNC, {0, 1});
+  ASSERT_TRUE(Push(0, 0, Grad(1.0f)).ok());
+  EXPECT_EQ(Push(0, 0, Grad(1.0f)).code(), absl::StatusCode::kAlreadyExists);
+}
+
+TEST_F(ShardStoreTest, ChunksMayArriveOutOfOrderAndUnaligned) {
+  Create(ASYNC, {0});
+  const auto g = Grad(1.0f);
+  std::vector<char> raw(kSize * sizeof(float) + 1);
+  std::memcpy(raw.data() + 1, g.data(), kSize * sizeof(float));  // misaligned by one byte
+  auto s = store_.BeginPush("j", 0, 0);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE((*s)->AddChunk("w", 5, raw.data() + 1 + 5 * 4, 3 * 4).ok());
+  ASSERT_TRUE((*s)->AddChunk("w", 0, raw.data() + 1, 2 * 4).ok());
+  ASSERT_TRUE((*s)->AddChunk("w", 2, raw.data() + 1 + 2 * 4, 3 * 4).ok());
+  ASSERT_TRUE((*s)->Commit().ok());
+  EXPECT_EQ((*s)->elements(), kSize);
+  std::vector<float> w = Initial(0, kSize);
+  for (uint64_t i = 0; i < kSize; ++i) w[i] -= 0.5f * g[i];
+  EXPECT_EQ(PullW(1)->values, w);
+}
+
+TEST_F(ShardStoreTest, CreateJobIsIdempotent) {
+  Create(SYNC, {0, 1});
+  // Same again (slices in another order): OK, and the live set is adopted.
+  EXPECT_TRUE(store_
+                  .CreateJob("j", Spec(SYNC), {Tensor("w", kSize), Tensor("b", 4)},
+                             {SliceOf("b", 2, 4), SliceOf("w", 0, kSize)}, {0})
+                  .ok());
+  EXPECT_EQ(Push(1, 0, Grad(1.0f)).code(), absl::StatusCode::kFailedPrecondition);
+  absl::Status s = store_.CreateJob("j", Spec(SYNC), {Tensor("w", kSize), Tensor("b", 4)},
+                                    {SliceOf("w", 0, 4)}, {0});
+  EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(std::string(s.message()), HasSubstr("'w' [0,4)"));
+  s = store_.CreateJob("j", Spec(ASYNC), {Tensor("w", kSize), Tensor("b", 4)},
+                       {SliceOf("w", 0, kSize), SliceOf("b", 2, 4)}, {0});
+  EXPECT_EQ(s.code(), absl::StatusCode::kAlreadyExists);
+}
+
+TEST_F(ShardStoreTest, CreateJobRejectsBadInput) {
+  auto code = [&](const std::vector<TensorSlice>& slices, uint64_t size = kSize) {
+    return store_.CreateJob("k", Spec(SYNC), {Tensor("w", size)}, slices, {0}).code();
+  };
+  EXPECT_EQ(code({SliceOf("x", 0, 1)}), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code({SliceOf("w", 0, kSize + 1)}), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code({SliceOf("w", 3, 3)}), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code({SliceOf("w", 0, 4), SliceOf("w", 3, 6)}), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code({SliceOf("w", 0, uint64_t{1} << 40)}, uint64_t{1} << 40),
+            absl::StatusCode::kResourceExhausted);
+  JobSpec no_optimizer = Spec(SYNC);
+  no_optimizer.clear_optimizer();
+  EXPECT_EQ(store_.CreateJob("k", no_optimizer, {Tensor("w", 4)}, {}, {0}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_.CreateJob("k", Spec(SYNC), {Tensor("w", 4)}, {}, {-1}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(store_.JobIds(), ::testing::IsEmpty());
+}
+
+TEST_F(ShardStoreTest, PullValidatesRequests) {
+  Create(SYNC, {0});
+  std::vector<PulledSlice> out;
+  const absl::Time soon = absl::Now() + absl::Seconds(5);
+  EXPECT_EQ(store_.Pull("nope", 0, 0, {SliceOf("w", 0, 1)}, soon, &out).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_.Pull("j", 0, 0, {SliceOf("x", 0, 1)}, soon, &out).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_.Pull("j", 0, 0, {SliceOf("b", 0, 3)}, soon, &out).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_.Pull("j", 0, 0, {SliceOf("w", 2, 2)}, soon, &out).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_.Pull("j", 0, 0, {}, soon, &out).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(ShardStoreTest, DropJobAndShutdownWakeWaiters) {
+  Create(SYNC, {0});
+  absl::StatusOr<PulledSlice> dropped;
+  std::thread a([&] { dropped = PullW(1); });
+  AwaitWaitingPulls(1);
+  ASSERT_TRUE(store_.DropJob("j").ok());
+  a.join();
+  EXPECT_EQ(dropped.status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(std::string(dropped.status().message()), HasSubstr("dropped"));
+  EXPECT_EQ(store_.DropJob("j").code(), absl::StatusCode::kNotFound);
+
+  Create(SYNC, {0});
+  auto session = store_.BeginPush("j", 0, 0);  // open across the shutdown
+  ASSERT_TRUE(session.ok());
+  absl::StatusOr<PulledSlice> cancelled;
+  std::thread b([&] { cancelled = PullW(1); });
+  AwaitWaitingPulls(1);
+  store_.Shutdown();
+  b.join();
+  EXPECT_EQ(cancelled.status().code(), absl::StatusCode::kCancelled);
+  const auto g = Grad(1.0f);
+  EXPECT_EQ((*session)->AddChunk("w", 0, reinterpret_cast<const char*>(g.data()), 32).code(),
+            absl::StatusCode::kCancelled);
+  EXPECT_EQ(store_.BeginPush("j", 0, 0).status().code(), absl::StatusCode::kCancelled);
+}
+
+TEST_F(ShardStoreTest, StatsCountTraffic) {
+  Create(ASYNC, {0});
+  ASSERT_TRUE(Push(0, 0, Grad(1.0f)).ok());
+  ASSERT_TRUE(PullW(1).ok());
+  auto stats = store_.Stats("j");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->pushes, 1u);
+  EXPECT_EQ(stats->pulls, 1u);
+  EXPECT_EQ(stats->push_bytes, kSize * 4);
+  EXPECT_EQ(stats->pull_bytes, kSize * 4);
+  EXPECT_EQ(stats->min_version, 0);  // "b" was never pushed
+}
+
+// Several workers run many sync clocks against two slices while pulling; the
+// result must equal the serial computation.
+TEST_F(ShardStoreTest, ConcurrentSyncTrainingMatchesSerial) {
+  constexpr int kWorkers = 4;
+  constexpr int kClocks = 200;
+  Create(SYNC, {0, 1, 2, 3});
+  auto grad = [](int worker, int clock, uint64_t i) {
+    return 0.001f * static_cast<float>((worker + 1) * ((clock % 7) + 1)) -
+           0.0001f * static_cast<float>(i);
+  };
+  std::vector<std::thread> threads;
+  std::vector<absl::Status> errors(kWorkers);
+  for (int w = 0; w < kWorkers; ++w) {
+    threads.emplace_back([&, w] {
+      std::vector<PulledSlice> out;
+      for (int c = 0; c < kClocks && errors[w].ok(); ++c) {
+        absl::Status s = store_.Pull("j", w, c, {SliceOf("w", 0, kSize), SliceOf("b", 2, 4)},
+                                     absl::Now() + absl::Seconds(60), &out);
+        if (s.ok() && (out[0].version != c || out[1].version != c)) {
+          s = absl::InternalError(absl::StrCat("worker ", w, " clock ", c, " saw version ",
+                                               out[0].version));
+        }
+        std::vector<float> g(kSize);
+        for (uint64_t i = 0; i < kSize; ++i) g[i] = grad(w, c, i);
+        auto session = store_.BeginPush("j", w, c);
+        if (s.ok()) s = session.status();
+        if (s.ok()) s = (*session)->AddChunk("b", 2, reinterpret_cast<const char*>(g.data()), 8);
+        if (s.ok()) s = (*session)->AddChunk("w", 0, reinterpret_cast<const char*>(g.data()), 32);
+        if (s.ok()) s = (*session)->Commit();
+        errors[w] = s;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int w = 0; w < kWorkers; ++w) ASSERT_TRUE(errors[w].ok()) << errors[w];
+
+  std::vector<float> w = Initial(0, kSize);
+  for (int c = 0; c < kClocks; ++c) {
+    for (uint64_t i = 0; i < kSize; ++i) {
+      float sum = grad(0, c, i);
+      for (int k = 1; k < kWorkers; ++k) sum += grad(k, c, i);
+      w[i] -= 0.5f * (sum / kWorkers);
+    }
+  }
+  auto r = PullW(kClocks);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->version, kClocks);
+  EXPECT_EQ(r->values, w);
+  EXPECT_EQ(store_.Stats("j")->pushes, static_cast<uint64_t>(kWorkers * kClocks));
+}
+
+}  // namespace
+}  // namespace tessera::server
