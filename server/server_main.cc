@@ -128,7 +128,7 @@ class SignalWatcher {
   }
 
   void Start(StopRequest* stop) {
-    thread_ = std::thread([this, stop] {
+    thread_ = std::thread([stop] {
       sigset_t set = Signals();
       int sig = 0;
       while (sigwait(&set, &sig) != 0) {

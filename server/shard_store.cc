@@ -382,7 +382,9 @@ absl::Status PushSession::Commit() {
   return status;
 }
 
-absl::Status PushSession::CommitImpl() {
+// The analysis cannot follow a variable number of locks taken in a loop; the
+// slices' fields are touched only between the Lock and Unlock loops.
+absl::Status PushSession::CommitImpl() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   if (staged_.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("push of worker ", worker_, " clock ", clock_,
                                                    " to job '", job_->id,
