@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/logging.h"
+#include "common/memory.h"
 #include "common/signals.h"
 #include "scheduler/rpc/scheduler_server.h"
 #include "spdlog/spdlog.h"
@@ -23,6 +24,7 @@ ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or of
 
 int main(int argc, char** argv) {
   tessera::BlockTerminationSignals();
+  tessera::KeepLargeAllocations();
   absl::SetProgramUsageMessage(
       "Tessera scheduler: registers nodes, keeps jobs in SQLite, plans and runs them.\n"
       "Usage: tessera-scheduler [--port=7070] [--db=tessera-scheduler.db]");

@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "common/file_util.h"
 #include "common/logging.h"
+#include "common/memory.h"
 #include "server/rpc/parameter_server.h"
 #include "server/rpc/scheduler_link.h"
 #include "spdlog/spdlog.h"
@@ -220,6 +221,7 @@ int Run(const ServerOptions& opts) {
 int main(int argc, char** argv) {
   // Before any thread exists, so every thread inherits the mask.
   tessera::server::SignalWatcher::Block();
+  tessera::KeepLargeAllocations();
   absl::SetProgramUsageMessage(
       "tessera-server --scheduler=HOST:PORT [--host=127.0.0.1] [--port=0] [--port_file=FILE]");
   absl::ParseCommandLine(argc, argv);

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/logging.h"
+#include "common/memory.h"
 #include "common/signals.h"
 #include "spdlog/spdlog.h"
 #include "worker/rpc/worker_node.h"
@@ -27,6 +28,7 @@ ABSL_FLAG(int, pull_timeout_s, 300,
 
 int main(int argc, char** argv) {
   tessera::BlockTerminationSignals();
+  tessera::KeepLargeAllocations();
   absl::SetProgramUsageMessage(
       "Tessera worker: trains on its data shard and pushes/pulls through the parameter "
       "servers.\nUsage: tessera-worker --scheduler=HOST:PORT [--name=NAME]");

@@ -24,8 +24,15 @@ inline constexpr size_t kMaxChunkBytes = 1 << 20;
 // Max gRPC message size on channels and servers: a chunk plus its header.
 inline constexpr int kMaxMessageBytes = 4 << 20;
 
-// An insecure channel to `address` with Tessera's message limits.
+// HTTP/2 receive window per stream. gRPC's default (64 KiB, grown by BDP
+// probing) makes every new push/pull stream crawl through round trips.
+inline constexpr int kStreamWindowBytes = 8 << 20;
+
+// An insecure channel to `address` with Tessera's message limits and window.
 std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address);
+
+// Applies Tessera's message limits and stream window to a server.
+void ConfigureServerBuilder(grpc::ServerBuilder* builder);
 
 // Sets a deadline `timeout` from now on `ctx`.
 void SetTimeout(grpc::ClientContext* ctx, absl::Duration timeout);
