@@ -122,7 +122,7 @@ JobSpec DefaultJob() {
   spec.mutable_optimizer()->set_kind(OptimizerSpec::ADAM);
   spec.mutable_optimizer()->set_learning_rate(0.001f);
   spec.set_batch_size(64);
-  spec.set_epochs(8);
+  spec.set_epochs(12);
   spec.set_mode(SYNC);
   spec.set_seed(42);
   return spec;
