@@ -1,13 +1,12 @@
 #include "scheduler/scheduler.h"
 
 #include <algorithm>
+#include <utility>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/job_spec.h"
 #include "common/status_macros.h"
-#include "scheduler/planner.h"
 #include "spdlog/spdlog.h"
 
 namespace tessera::scheduler {
@@ -15,136 +14,261 @@ namespace {
 
 bool Terminal(JobState s) { return s == SUCCEEDED || s == FAILED || s == CANCELLED; }
 
-int64_t JobNumber(const std::string& id) {
-  int64_t n = -1;
-  if (id.rfind("job-", 0) != 0 || !absl::SimpleAtoi(id.substr(4), &n)) return -1;
-  return n;
+// The first difference between a declared tensor and the planned one, or "".
+std::string TensorDifference(const TensorSpec& planned, const TensorSpec& got) {
+  if (planned.name() != got.name()) {
+    return absl::StrCat("name '", got.name(), "' (planned '", planned.name(), "')");
+  }
+  if (planned.size() != got.size()) {
+    return absl::StrCat("'", got.name(), "' size ", got.size(), " (planned ", planned.size(), ")");
+  }
+  if (planned.init() != got.init()) {
+    return absl::StrCat("'", got.name(), "' init ", TensorSpec::Init_Name(got.init()),
+                        " (planned ", TensorSpec::Init_Name(planned.init()), ")");
+  }
+  if (planned.scale() != got.scale()) {
+    return absl::StrCat("'", got.name(), "' scale ", got.scale(), " (planned ", planned.scale(),
+                        ")");
+  }
+  return "";
 }
 
 }  // namespace
 
 absl::Status SchedulerOptions::Validate() const {
   if (heartbeat_interval <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("heartbeat interval must be > 0");
+    return absl::InvalidArgumentError("heartbeat_interval must be > 0");
   }
   if (heartbeat_timeout < 2 * heartbeat_interval) {
-    return absl::InvalidArgumentError("heartbeat timeout must be at least twice the interval");
+    return absl::InvalidArgumentError(
+        "heartbeat_timeout must be at least twice heartbeat_interval");
   }
+  if (tick_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("tick_interval must be > 0");
+  }
+  if (split_threshold == 0) return absl::InvalidArgumentError("split_threshold must be > 0");
   return absl::OkStatus();
 }
 
 Scheduler::Scheduler(SchedulerOptions options, std::unique_ptr<JobStore> store, Clock* clock,
                      ServerControl* servers)
-    : options_(options), store_(std::move(store)), clock_(clock), servers_(servers) {}
+    : options_(options),
+      store_(std::move(store)),
+      clock_(clock),
+      servers_(servers),
+      adopt_deadline_(clock->Now() + 2 * options.heartbeat_timeout),
+      membership_(clock, options.heartbeat_timeout) {}
 
-absl::Status Scheduler::Init() {
+absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(SchedulerOptions options,
+                                                             std::unique_ptr<JobStore> store,
+                                                             Clock* clock,
+                                                             ServerControl* servers) {
+  TESSERA_RETURN_IF_ERROR(options.Validate());
+  std::unique_ptr<Scheduler> s(new Scheduler(options, std::move(store), clock, servers));
+  TESSERA_RETURN_IF_ERROR(s->Load());
+  return s;
+}
+
+Scheduler::~Scheduler() { Stop(); }
+
+absl::Status Scheduler::Load() {
   TESSERA_ASSIGN_OR_RETURN(std::vector<JobRecord> records, store_->LoadAll());
   absl::MutexLock lock(&mu_);
-  const absl::Time grace = clock_->Now() + 2 * options_.heartbeat_timeout;
+  int running = 0;
   for (JobRecord& r : records) {
-    Job job;
-    job.adopt_until = grace;
-    if (r.state == RUNNING) {
-      for (int i = 0; i < static_cast<int>(r.worker_names.size()); ++i) job.live_ranks.insert(i);
-    }
+    TESSERA_ASSIGN_OR_RETURN(const int64_t num, JobNumber(r.id));
+    Job& job = jobs_[num];
     job.record = std::move(r);
-    jobs_[JobNumber(job.record.id)] = std::move(job);
+    if (job.record.state != RUNNING) continue;
+    ++running;
+    // Until they re-register, the workers of a running job are not idle.
+    for (size_t rank = 0; rank < job.record.tasks.size(); ++rank) {
+      const TaskRecord& t = job.record.tasks[rank];
+      if (!IsRunning(t)) continue;
+      WorkerSlot& slot = workers_[t.worker];
+      slot.job_id = job.record.id;
+      slot.rank = static_cast<int>(rank);
+      slot.delivered = false;
+    }
   }
-  spdlog::info("loaded {} jobs from the database", jobs_.size());
+  spdlog::info("job database {}: {} jobs, {} running (waiting {} for their nodes)",
+               store_->path(), jobs_.size(), running,
+               absl::FormatDuration(2 * options_.heartbeat_timeout));
   return absl::OkStatus();
 }
 
-bool Scheduler::Alive(const Node& n) const {
-  return clock_->Now() - n.last_seen <= options_.heartbeat_timeout;
+void Scheduler::Start() {
+  ticker_ = std::thread([this] {
+    while (!stop_.WaitForNotificationWithTimeout(options_.tick_interval)) Tick();
+  });
 }
 
-Scheduler::Node* Scheduler::NodeByName(const std::string& name) {
-  for (auto& [id, node] : nodes_) {
-    if (node.name == name) return &node;
-  }
-  return nullptr;
+void Scheduler::Stop() {
+  if (!stop_.HasBeenNotified()) stop_.Notify();
+  if (ticker_.joinable()) ticker_.join();
 }
 
 absl::StatusOr<Scheduler::Job*> Scheduler::FindJob(const std::string& id) {
-  auto it = jobs_.find(JobNumber(id));
+  TESSERA_ASSIGN_OR_RETURN(const int64_t num, JobNumber(id));
+  auto it = jobs_.find(num);
   if (it == jobs_.end()) return absl::NotFoundError(absl::StrCat("no job '", id, "'"));
   return &it->second;
 }
 
-absl::Status Scheduler::Persist(const Job& job) {
-  absl::Status st = store_->Update(job.record);
-  if (!st.ok()) spdlog::error("cannot save {}: {}", job.record.id, std::string(st.message()));
+absl::Status Scheduler::Persist(Job* job) {
+  absl::Status st = store_->Update(job->record);
+  job->dirty = !st.ok();
   return st;
 }
 
-void Scheduler::Run(std::vector<ServerCall>& calls) {
-  for (ServerCall& c : calls) c();
-  calls.clear();
+std::vector<int> Scheduler::LiveRanks(const Job& job) const {
+  std::vector<int> ranks;
+  for (size_t i = 0; i < job.record.tasks.size(); ++i) {
+    if (IsLive(job.record.tasks[i])) ranks.push_back(static_cast<int>(i));
+  }
+  return ranks;
 }
 
+// ---- Nodes -----------------------------------------------------------------
+
 absl::StatusOr<RegisterNodeResponse> Scheduler::RegisterNode(const RegisterNodeRequest& request) {
-  if (request.role() != SERVER && request.role() != WORKER) {
-    return absl::InvalidArgumentError("role must be SERVER or WORKER");
-  }
-  if (request.name().empty()) return absl::InvalidArgumentError("a node needs a name");
-  if (request.role() == SERVER && request.address().empty()) {
-    return absl::InvalidArgumentError("a server must give the address it listens on");
-  }
-  std::vector<ServerCall> calls;
   RegisterNodeResponse response;
   {
     absl::MutexLock lock(&mu_);
-    Node node;
-    // The same name again (a restarted process, or us restarted): the new
-    // entry replaces the old; a worker keeps only the task it says it runs.
-    if (Node* old = NodeByName(request.name())) nodes_.erase(old->id);
-    node.id = absl::StrCat("node-", next_node_++);
-    node.name = request.name();
-    node.role = request.role();
-    node.address = request.address();
-    node.last_seen = clock_->Now();
-    // A worker that comes back with a task it still runs is re-adopted.
-    if (request.role() == WORKER && !request.running_job_id().empty()) {
-      auto job = FindJob(request.running_job_id());
-      if (job.ok() && (*job)->record.state == RUNNING &&
-          (*job)->live_ranks.count(request.running_rank()) > 0) {
-        node.job_id = request.running_job_id();
-        node.rank = request.running_rank();
-        spdlog::info("{} re-adopted as rank {} of {}", node.name, node.rank, node.job_id);
-      } else {
-        node.cancelled.push_back(request.running_job_id());
-      }
-    }
+    const Node* old = membership_.FindByName(request.name());
+    const bool replaces_server = old != nullptr && old->role == SERVER;
+    const std::string old_address = old != nullptr ? old->address : "";
+    TESSERA_ASSIGN_OR_RETURN(
+        const Node node,
+        membership_.Register(request.role(), request.name(), request.address()));
     spdlog::info("registered {} {} as {}{}", request.role() == SERVER ? "server" : "worker",
                  node.name, node.id, node.address.empty() ? "" : " at " + node.address);
+    if (node.role == WORKER) {
+      AdoptWorker(node.name, request.running_job_id(), request.running_rank());
+    } else if (replaces_server && clock_->Now() >= adopt_deadline_) {
+      // A server registers again when it starts, when we restarted (covered
+      // by the grace period) or when we declared it dead (its jobs fail
+      // anyway). Past the grace period it restarted or was cut off: the
+      // shards it held are gone or stale.
+      FailJobsOfServer(node.name, absl::StrCat("server ", node.name, " (", old_address,
+                                               ") restarted and lost its shards"));
+    }
+    StartPendingJobs();
     response.set_node_id(node.id);
     response.set_heartbeat_interval_ms(
         static_cast<int32_t>(absl::ToInt64Milliseconds(options_.heartbeat_interval)));
-    nodes_[node.id] = std::move(node);
-    StartPendingJobs();
   }
-  Run(calls);
+  FlushServerCalls();
   return response;
+}
+
+void Scheduler::AdoptWorker(const std::string& name, const std::string& running_job,
+                            int running_rank) {
+  WorkerSlot& slot = workers_[name];
+  if (!running_job.empty()) {
+    absl::StatusOr<Job*> found = FindJob(running_job);
+    Job* job = found.ok() ? *found : nullptr;
+    const bool ours = job != nullptr && job->record.state == RUNNING && running_rank >= 0 &&
+                      running_rank < static_cast<int>(job->record.tasks.size()) &&
+                      job->record.tasks[running_rank].worker == name &&
+                      IsRunning(job->record.tasks[running_rank]);
+    if (ours) {
+      if (!slot.job_id.empty() && (slot.job_id != running_job || slot.rank != running_rank)) {
+        // We had it down for another task, which it does not run.
+        absl::StatusOr<Job*> other = FindJob(slot.job_id);
+        if (other.ok() && (*other)->record.state == RUNNING) {
+          GiveUpRank(*other, slot.rank, absl::StrCat("worker ", name, " no longer runs it"));
+          (void)Persist(*other);  // Tick retries a failed write
+        }
+      }
+      slot.job_id = running_job;
+      slot.rank = running_rank;
+      slot.delivered = true;
+      spdlog::info("worker {} re-adopted as rank {} of {}", name, running_rank, running_job);
+      return;
+    }
+    spdlog::info("worker {} runs {} rank {}, which is no longer its task: told to stop", name,
+                 running_job, running_rank);
+    AddCancel(&slot, running_job);
+  }
+  if (slot.job_id.empty()) return;
+  absl::StatusOr<Job*> found = FindJob(slot.job_id);
+  if (!found.ok() || (*found)->record.state != RUNNING) {
+    slot.job_id.clear();
+    return;
+  }
+  Job* job = *found;
+  const TaskRecord& task = job->record.tasks[slot.rank];
+  if (task.state == TaskState::kAssigned) {
+    // It never started the task (the assignment was lost with the old
+    // process, or with us): hand it out again.
+    slot.delivered = false;
+    return;
+  }
+  // It had started the task and came back without it: that rank is lost.
+  GiveUpRank(job, slot.rank, absl::StrCat("worker ", name, " restarted"));
+  (void)Persist(job);
 }
 
 absl::StatusOr<HeartbeatResponse> Scheduler::Heartbeat(const HeartbeatRequest& request) {
   absl::MutexLock lock(&mu_);
-  auto it = nodes_.find(request.node_id());
-  if (it == nodes_.end()) {
-    return absl::NotFoundError(absl::StrCat("unknown node '", request.node_id(),
-                                            "' (the scheduler restarted?); register again"));
-  }
-  Node& node = it->second;
-  node.last_seen = clock_->Now();
+  TESSERA_ASSIGN_OR_RETURN(const Node node, membership_.Heartbeat(request.node_id()));
   HeartbeatResponse response;
-  if (node.has_assignment) {
-    *response.mutable_assignment() = node.assignment;
-    node.has_assignment = false;
+  if (node.role != WORKER) return response;
+  StartPendingJobs();
+  WorkerSlot& slot = workers_[node.name];
+  for (const std::string& job : slot.cancelled) response.add_cancelled_job_ids(job);
+  // A worker drops queued assignments of the jobs it is told to stop, so an
+  // assignment of such a job waits for the next heartbeat.
+  const bool cancelling_it =
+      std::find(slot.cancelled.begin(), slot.cancelled.end(), slot.job_id) != slot.cancelled.end();
+  slot.cancelled.clear();
+  if (!slot.job_id.empty() && !slot.delivered && !cancelling_it) {
+    absl::StatusOr<Job*> job = FindJob(slot.job_id);
+    if (job.ok() && (*job)->record.state == RUNNING) {
+      WorkerAssignment* a = response.mutable_assignment();
+      a->set_job_id(slot.job_id);
+      *a->mutable_spec() = (*job)->record.spec;
+      a->set_rank(slot.rank);
+      a->set_num_workers(static_cast<int32_t>((*job)->record.tasks.size()));
+      slot.delivered = true;
+      spdlog::info("worker {} gets {} rank {}", node.name, slot.job_id, slot.rank);
+    }
   }
-  for (const std::string& j : node.cancelled) response.add_cancelled_job_ids(j);
-  node.cancelled.clear();
   return response;
 }
+
+absl::StatusOr<ListNodesResponse> Scheduler::ListNodes(const ListNodesRequest&) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  std::map<std::string, std::vector<std::string>> jobs_of_server;
+  for (const auto& [num, job] : jobs_) {
+    if (job.record.state != RUNNING) continue;
+    for (const ServerRecord& s : job.record.servers) jobs_of_server[s.name].push_back(job.record.id);
+  }
+  ListNodesResponse response;
+  for (const Node& n : membership_.Nodes()) {
+    NodeInfo* info = response.add_nodes();
+    info->set_node_id(n.id);
+    info->set_name(n.name);
+    info->set_role(n.role);
+    info->set_address(n.address);
+    info->set_alive(membership_.IsAlive(n));
+    info->set_last_heartbeat_ms_ago(absl::ToInt64Milliseconds(now - n.last_heartbeat));
+    if (n.role == WORKER) {
+      auto slot = workers_.find(n.name);
+      if (slot != workers_.end() && !slot->second.job_id.empty()) {
+        info->set_job_id(slot->second.job_id);
+        info->set_rank(slot->second.rank);
+      }
+    } else {
+      info->set_job_id(absl::StrJoin(jobs_of_server[n.name], ","));
+    }
+  }
+  return response;
+}
+
+// ---- Jobs ------------------------------------------------------------------
 
 absl::StatusOr<SubmitJobResponse> Scheduler::SubmitJob(const SubmitJobRequest& request) {
   JobSpec spec = request.spec();
@@ -156,11 +280,11 @@ absl::StatusOr<SubmitJobResponse> Scheduler::SubmitJob(const SubmitJobRequest& r
   job.record.state = PENDING;
   job.record.created_ms = NowMs();
   TESSERA_RETURN_IF_ERROR(store_->Insert(&job.record));
-  TESSERA_RETURN_IF_ERROR(store_->Update(job.record));
   const std::string id = job.record.id;
-  spdlog::info("submitted {} ({}): {} workers, {} servers", id, spec.name(), spec.num_workers(),
-               spec.num_servers());
-  jobs_[JobNumber(id)] = std::move(job);
+  TESSERA_ASSIGN_OR_RETURN(const int64_t num, JobNumber(id));
+  spdlog::info("submitted {} ({}): {} workers, {} servers, {}", id, spec.name(),
+               spec.num_workers(), spec.num_servers(), ModeName(spec.mode()));
+  jobs_[num] = std::move(job);
   StartPendingJobs();
   SubmitJobResponse response;
   response.set_job_id(id);
@@ -181,7 +305,9 @@ JobInfo Scheduler::ToInfo(const Job& job) const {
   for (const auto& [rank, p] : job.progress) {
     WorkerProgress* w = info.add_workers();
     *w = p;
-    w->set_finished(job.finished.count(rank) > 0);
+    w->set_rank(rank);
+    w->set_finished(rank < static_cast<int>(r.tasks.size()) &&
+                    r.tasks[rank].state == TaskState::kFinished);
   }
   info.set_test_accuracy(static_cast<float>(r.test_accuracy));
   info.set_test_loss(static_cast<float>(r.test_loss));
@@ -204,43 +330,29 @@ absl::StatusOr<ListJobsResponse> Scheduler::ListJobs(const ListJobsRequest&) {
 }
 
 absl::StatusOr<CancelJobResponse> Scheduler::CancelJob(const CancelJobRequest& request) {
-  std::vector<ServerCall> calls;
   CancelJobResponse response;
   {
     absl::MutexLock lock(&mu_);
     TESSERA_ASSIGN_OR_RETURN(Job * job, FindJob(request.job_id()));
     if (Terminal(job->record.state)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          request.job_id(), " already ", JobStateName(job->record.state)));
+      return absl::FailedPreconditionError(
+          absl::StrCat(job->record.id, " already ", JobStateName(job->record.state)));
     }
-    EndJob(job, CANCELLED, "cancelled by the user", &calls);
+    spdlog::info("{} cancelled", job->record.id);
+    EndJob(job, CANCELLED, "cancelled by the user");
+    TESSERA_RETURN_IF_ERROR(Persist(job));
+    StartPendingJobs();
     response.set_state(job->record.state);
   }
-  Run(calls);
-  return response;
-}
-
-absl::StatusOr<ListNodesResponse> Scheduler::ListNodes(const ListNodesRequest&) {
-  absl::MutexLock lock(&mu_);
-  ListNodesResponse response;
-  for (const auto& [id, n] : nodes_) {
-    NodeInfo* info = response.add_nodes();
-    info->set_node_id(n.id);
-    info->set_name(n.name);
-    info->set_role(n.role);
-    info->set_address(n.address);
-    info->set_alive(Alive(n));
-    info->set_last_heartbeat_ms_ago(absl::ToInt64Milliseconds(clock_->Now() - n.last_seen));
-    info->set_job_id(n.job_id);
-    info->set_rank(n.rank);
-  }
+  FlushServerCalls();
   return response;
 }
 
 absl::StatusOr<RegisterTensorsResponse> Scheduler::RegisterTensors(
     const RegisterTensorsRequest& request) {
-  std::vector<std::pair<std::string, CreateJobRequest>> creates;
+  std::vector<std::pair<ServerRecord, CreateJobRequest>> creates;
   RegisterTensorsResponse response;
+  int64_t live_version = 0;
   {
     absl::MutexLock lock(&mu_);
     TESSERA_ASSIGN_OR_RETURN(Job * job, FindJob(request.job_id()));
@@ -248,89 +360,166 @@ absl::StatusOr<RegisterTensorsResponse> Scheduler::RegisterTensors(
     if (r.state != RUNNING) {
       return absl::FailedPreconditionError(absl::StrCat(r.id, " is ", JobStateName(r.state)));
     }
-    if (request.rank() < 0 || request.rank() >= static_cast<int>(r.worker_names.size())) {
-      return absl::InvalidArgumentError(absl::StrCat("rank ", request.rank(), " is not in ", r.id));
+    const int rank = request.rank();
+    if (rank < 0 || rank >= static_cast<int>(r.tasks.size())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("rank ", rank, " is not in 0..", r.tasks.size() - 1, " of ", r.id));
     }
-    if (request.tensors_size() == 0) return absl::InvalidArgumentError("no tensors declared");
+    TaskRecord& task = r.tasks[rank];
+    if (!IsRunning(task)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("rank ", rank, " of ", r.id, " is ", TaskStateName(task.state)));
+    }
+    bool changed = false;
     if (!r.has_plan) {
       std::vector<PlannedServer> servers;
-      for (size_t i = 0; i < r.server_names.size(); ++i) {
-        servers.push_back({r.server_names[i], r.server_addresses[i]});
-      }
-      r.plan = PlanTensors({request.tensors().begin(), request.tensors().end()}, servers,
-                           options_.split_threshold);
+      for (const ServerRecord& s : r.servers) servers.push_back({s.name, s.address});
+      TESSERA_ASSIGN_OR_RETURN(
+          r.plan, PlanTensors({request.tensors().begin(), request.tensors().end()}, servers,
+                              options_.split_threshold));
       r.has_plan = true;
-      TESSERA_RETURN_IF_ERROR(Persist(*job));
+      changed = true;
+      spdlog::info("{}: planned {} tensors over {} servers", r.id, r.plan.tensors_size(),
+                   r.plan.servers_size());
     } else {
       if (request.tensors_size() != r.plan.tensors_size()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "rank ", request.rank(), " declares ", request.tensors_size(), " tensors; ", r.id,
-            " has ", r.plan.tensors_size()));
+        return absl::FailedPreconditionError(
+            absl::StrCat("rank ", rank, " declares ", request.tensors_size(), " tensors; ", r.id,
+                         " was planned with ", r.plan.tensors_size()));
       }
       for (int i = 0; i < request.tensors_size(); ++i) {
-        if (request.tensors(i).SerializeAsString() != r.plan.tensors(i).SerializeAsString()) {
+        const std::string diff = TensorDifference(r.plan.tensors(i), request.tensors(i));
+        if (!diff.empty()) {
           return absl::FailedPreconditionError(absl::StrCat(
-              "rank ", request.rank(), " declares tensor ", i, " '", request.tensors(i).name(),
-              "' differently from the job's plan ('", r.plan.tensors(i).name(), "')"));
+              "rank ", rank, " declares tensors[", i, "] ", diff, " unlike the plan of ", r.id));
         }
       }
     }
-    for (const ServerSlices& s : r.plan.servers()) {
+    if (task.state == TaskState::kAssigned) {
+      task.state = TaskState::kStarted;
+      changed = true;
+    }
+    if (changed || job->dirty) TESSERA_RETURN_IF_ERROR(Persist(job));
+    const std::vector<int> live = LiveRanks(*job);
+    for (int i = 0; i < r.plan.servers_size(); ++i) {
+      const ServerSlices& s = r.plan.servers(i);
       CreateJobRequest create;
       create.set_job_id(r.id);
       *create.mutable_spec() = r.spec;
       *create.mutable_tensors() = r.plan.tensors();
       *create.mutable_slices() = s.slices();
-      for (int rank : job->live_ranks) create.add_live_workers(rank);
-      creates.emplace_back(s.address(), std::move(create));
+      for (int k : live) create.add_live_workers(k);
+      creates.emplace_back(ServerRecord{s.server_id(), s.address()}, std::move(create));
     }
+    live_version = job->live_version;
     *response.mutable_plan() = r.plan;
   }
-  // Idempotent on the servers: every worker's call makes sure they hold the job.
-  for (const auto& [address, create] : creates) {
-    TESSERA_RETURN_IF_ERROR(servers_->CreateJob(address, create));
+  for (const auto& [server, create] : creates) {
+    TESSERA_RETURN_IF_ERROR_CTX(
+        servers_->CreateJob(server.address, create),
+        absl::StrCat("creating ", request.job_id(), " on server ", server.name, " (",
+                     server.address, ")"));
   }
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<Job*> job = FindJob(request.job_id());
+    if (job.ok() && (*job)->live_version != live_version) {
+      // A rank was given up while we talked to the servers: our CreateJob may
+      // have restored the older live set, so send the current one again.
+      for (const ServerRecord& s : (*job)->record.servers) (*job)->live_acked[s.address] = -1;
+    }
+  }
+  FlushServerCalls();
   return response;
 }
 
 absl::StatusOr<ReportProgressResponse> Scheduler::ReportProgress(
     const ReportProgressRequest& request) {
-  absl::MutexLock lock(&mu_);
-  TESSERA_ASSIGN_OR_RETURN(Job * job, FindJob(request.job_id()));
-  ReportProgressResponse response;
-  if (job->record.state != RUNNING) {
-    response.set_cancelled(true);
-    return response;
-  }
   const WorkerProgress& p = request.progress();
-  job->progress[p.rank()] = p;
-  TESSERA_RETURN_IF_ERROR(store_->AppendMetric(job->record.id, p.rank(), p, request.wall_seconds()));
+  ReportProgressResponse response;
+  {
+    absl::MutexLock lock(&mu_);
+    TESSERA_ASSIGN_OR_RETURN(Job * job, FindJob(request.job_id()));
+    const JobRecord& r = job->record;
+    if (r.state == PENDING) {
+      return absl::FailedPreconditionError(absl::StrCat(r.id, " has not started"));
+    }
+    if (p.rank() < 0 || p.rank() >= static_cast<int>(r.tasks.size())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("rank ", p.rank(), " is not in 0..", r.tasks.size() - 1, " of ", r.id));
+    }
+    if (p.step() < 0 || p.epoch() < 0) {
+      return absl::InvalidArgumentError("progress step and epoch must be >= 0");
+    }
+    if (r.state != RUNNING || !IsLive(r.tasks[p.rank()])) {
+      response.set_cancelled(true);
+      return response;
+    }
+    job->progress[p.rank()] = p;
+  }
+  // The store serializes its own writes; no need to hold up other RPCs.
+  TESSERA_RETURN_IF_ERROR(
+      store_->AppendMetric(request.job_id(), p.rank(), p, request.wall_seconds()));
   return response;
 }
 
 absl::StatusOr<FinishTaskResponse> Scheduler::FinishTask(const FinishTaskRequest& request) {
-  std::vector<ServerCall> calls;
   {
     absl::MutexLock lock(&mu_);
     TESSERA_ASSIGN_OR_RETURN(Job * job, FindJob(request.job_id()));
-    if (job->record.state != RUNNING) return FinishTaskResponse();  // already decided
-    if (!request.error().empty()) {
-      spdlog::warn("{} rank {} failed: {}", job->record.id, request.rank(), request.error());
-      EndJob(job, FAILED, absl::StrCat("worker rank ", request.rank(), ": ", request.error()), &calls);
+    JobRecord& r = job->record;
+    const int rank = request.rank();
+    if (r.state == PENDING) {
+      return absl::FailedPreconditionError(absl::StrCat(r.id, " has not started"));
+    }
+    if (rank < 0 || rank >= static_cast<int>(r.tasks.size())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("rank ", rank, " is not in 0..", r.tasks.size() - 1, " of ", r.id));
+    }
+    if (request.error().empty() &&
+        (request.test_correct() < 0 || request.test_examples() < 0 ||
+         request.test_correct() > request.test_examples() || request.train_seconds() < 0)) {
+      // test_loss_sum is not checked: a diverged model may well report NaN.
+      return absl::InvalidArgumentError(absl::StrCat(
+          "rank ", rank, " of ", r.id, ": test_correct ", request.test_correct(),
+          ", test_examples ", request.test_examples(), ", train_seconds ",
+          request.train_seconds(), ": need 0 <= test_correct <= test_examples, train_seconds >= 0"));
+    }
+    TaskRecord& task = r.tasks[rank];
+    // The worker is free whatever happens below.
+    auto slot = workers_.find(task.worker);
+    if (slot != workers_.end() && slot->second.job_id == r.id && slot->second.rank == rank) {
+      slot->second.job_id.clear();
+    }
+    if (r.state != RUNNING || task.state == TaskState::kFinished) {
+      // Decided already (cancelled, failed) or a retried finish.
+    } else if (task.state == TaskState::kDead) {
+      StartPendingJobs();
+      return absl::FailedPreconditionError(absl::StrCat(
+          "rank ", rank, " of ", r.id, " had been given up; its result does not count"));
+    } else if (!request.error().empty()) {
+      spdlog::warn("{} rank {} failed: {}", r.id, rank, request.error());
+      EndJob(job, FAILED, absl::StrCat("worker rank ", rank, ": ", request.error()));
+      TESSERA_RETURN_IF_ERROR(Persist(job));
     } else {
-      job->finished[request.rank()] = request;
-      for (auto& [id, node] : nodes_) {
-        if (node.job_id == job->record.id && node.rank == request.rank()) node.job_id.clear();
-      }
-      MaybeComplete(job, &calls);
+      task.state = TaskState::kFinished;
+      task.test_correct = request.test_correct();
+      task.test_examples = request.test_examples();
+      task.test_loss_sum = request.test_loss_sum();
+      task.train_seconds = request.train_seconds();
+      spdlog::info("{} rank {} finished: {}/{} correct", r.id, rank, task.test_correct,
+                   task.test_examples);
+      MaybeComplete(job);
+      TESSERA_RETURN_IF_ERROR(Persist(job));
     }
     StartPendingJobs();
   }
-  Run(calls);
+  FlushServerCalls();
   return FinishTaskResponse();
 }
 
-absl::StatusOr<GetJobMetricsResponse> Scheduler::GetJobMetrics(const GetJobMetricsRequest& request) {
+absl::StatusOr<GetJobMetricsResponse> Scheduler::GetJobMetrics(
+    const GetJobMetricsRequest& request) {
   {
     absl::MutexLock lock(&mu_);
     TESSERA_RETURN_IF_ERROR(FindJob(request.job_id()).status());
@@ -340,161 +529,6 @@ absl::StatusOr<GetJobMetricsResponse> Scheduler::GetJobMetrics(const GetJobMetri
   GetJobMetricsResponse response;
   for (MetricPoint& p : points) *response.add_points() = std::move(p);
   return response;
-}
-
-void Scheduler::MaybeComplete(Job* job, std::vector<ServerCall>* calls) {
-  for (int rank : job->live_ranks) {
-    if (job->finished.count(rank) == 0) return;
-  }
-  if (job->finished.empty()) return;
-  int64_t correct = 0, examples = 0;
-  double loss = 0, seconds = 0;
-  for (const auto& [rank, f] : job->finished) {
-    correct += f.test_correct();
-    examples += f.test_examples();
-    loss += f.test_loss_sum();
-    seconds = std::max(seconds, f.train_seconds());
-  }
-  JobRecord& r = job->record;
-  r.test_examples = examples;
-  r.test_accuracy = examples ? static_cast<double>(correct) / examples : 0;
-  r.test_loss = examples ? loss / examples : 0;
-  r.train_seconds = seconds;
-  spdlog::info("{} succeeded: test accuracy {:.4f} on {} examples", r.id, r.test_accuracy, examples);
-  EndJob(job, SUCCEEDED, "", calls);
-}
-
-void Scheduler::EndJob(Job* job, JobState state, const std::string& error,
-                       std::vector<ServerCall>* calls) {
-  JobRecord& r = job->record;
-  const bool was_running = r.state == RUNNING;
-  r.state = state;
-  r.error = error;
-  r.finished_ms = NowMs();
-  (void)Persist(*job);
-  for (auto& [id, node] : nodes_) {
-    if (node.job_id != r.id) continue;
-    node.job_id.clear();
-    node.has_assignment = false;
-    if (state != SUCCEEDED) node.cancelled.push_back(r.id);
-  }
-  if (!was_running) return;
-  DropJobRequest drop;
-  drop.set_job_id(r.id);
-  for (const std::string& address : r.server_addresses) {
-    calls->push_back([this, address, drop] {
-      absl::Status st = servers_->DropJob(address, drop);
-      if (!st.ok()) spdlog::warn("drop {} on {}: {}", drop.job_id(), address, std::string(st.message()));
-    });
-  }
-}
-
-void Scheduler::LoseWorker(Job* job, int rank, std::vector<ServerCall>* calls) {
-  if (job->live_ranks.erase(rank) == 0) return;
-  const JobRecord& r = job->record;
-  if (job->finished.count(rank) > 0) return;  // its part is done
-  spdlog::warn("{} lost worker rank {} ({})", r.id, rank,
-               rank < static_cast<int>(r.worker_names.size()) ? r.worker_names[rank] : "?");
-  if (job->live_ranks.empty()) {
-    EndJob(job, FAILED, absl::StrCat("all workers of ", r.id, " died"), calls);
-    return;
-  }
-  SetLiveWorkersRequest live;
-  live.set_job_id(r.id);
-  for (int k : job->live_ranks) live.add_live_workers(k);
-  for (const std::string& address : r.server_addresses) {
-    calls->push_back([this, address, live] {
-      absl::Status st = servers_->SetLiveWorkers(address, live);
-      if (!st.ok()) spdlog::warn("tell {} about {}'s live workers: {}", address, live.job_id(), std::string(st.message()));
-    });
-  }
-  MaybeComplete(job, calls);
-}
-
-void Scheduler::Tick() {
-  std::vector<ServerCall> calls;
-  {
-    absl::MutexLock lock(&mu_);
-    const absl::Time now = clock_->Now();
-    for (auto& [num, job] : jobs_) {
-      JobRecord& r = job.record;
-      if (r.state != RUNNING || now < job.adopt_until) continue;
-      // A server of the job that is gone fails it: its shard has no replica yet.
-      for (size_t i = 0; i < r.server_names.size() && r.state == RUNNING; ++i) {
-        Node* s = NodeByName(r.server_names[i]);
-        if (s == nullptr || !Alive(*s) || s->address != r.server_addresses[i]) {
-          EndJob(&job, FAILED,
-                 absl::StrCat("server ", r.server_names[i], " (", r.server_addresses[i], ") died"),
-                 &calls);
-        }
-      }
-      if (r.state != RUNNING) continue;
-      const std::set<int> ranks = job.live_ranks;
-      for (int rank : ranks) {
-        Node* w = NodeByName(r.worker_names[rank]);
-        if (w == nullptr || !Alive(*w) || (w->job_id != r.id && job.finished.count(rank) == 0)) {
-          LoseWorker(&job, rank, &calls);
-        }
-        if (r.state != RUNNING) break;
-      }
-    }
-    StartPendingJobs();
-  }
-  Run(calls);
-}
-
-void Scheduler::StartPendingJobs() {
-  for (auto& [num, job] : jobs_) {
-    JobRecord& r = job.record;
-    if (r.state != PENDING) continue;
-    std::vector<Node*> workers, servers;
-    std::map<std::string, int> server_jobs;
-    for (auto& [n2, other] : jobs_) {
-      if (other.record.state != RUNNING) continue;
-      for (const std::string& s : other.record.server_names) server_jobs[s]++;
-    }
-    for (auto& [id, node] : nodes_) {
-      if (!Alive(node)) continue;
-      if (node.role == WORKER && node.job_id.empty()) workers.push_back(&node);
-      if (node.role == SERVER) servers.push_back(&node);
-    }
-    if (static_cast<int>(workers.size()) < r.spec.num_workers() ||
-        static_cast<int>(servers.size()) < r.spec.num_servers()) {
-      continue;
-    }
-    auto by_name = [](const Node* a, const Node* b) { return a->name < b->name; };
-    std::sort(workers.begin(), workers.end(), by_name);
-    std::stable_sort(servers.begin(), servers.end(), [&](const Node* a, const Node* b) {
-      return server_jobs[a->name] != server_jobs[b->name] ? server_jobs[a->name] < server_jobs[b->name]
-                                                          : a->name < b->name;
-    });
-    r.worker_names.clear();
-    r.server_names.clear();
-    r.server_addresses.clear();
-    for (int i = 0; i < r.spec.num_servers(); ++i) {
-      r.server_names.push_back(servers[i]->name);
-      r.server_addresses.push_back(servers[i]->address);
-    }
-    job.live_ranks.clear();
-    for (int rank = 0; rank < r.spec.num_workers(); ++rank) {
-      Node* w = workers[rank];
-      r.worker_names.push_back(w->name);
-      w->job_id = r.id;
-      w->rank = rank;
-      w->has_assignment = true;
-      w->assignment.set_job_id(r.id);
-      *w->assignment.mutable_spec() = r.spec;
-      w->assignment.set_rank(rank);
-      w->assignment.set_num_workers(r.spec.num_workers());
-      job.live_ranks.insert(rank);
-    }
-    r.state = RUNNING;
-    r.started_ms = NowMs();
-    job.adopt_until = absl::InfinitePast();
-    (void)Persist(job);
-    spdlog::info("started {}: workers [{}], servers [{}]", r.id, absl::StrJoin(r.worker_names, ", "),
-                 absl::StrJoin(r.server_names, ", "));
-  }
 }
 
 }  // namespace tessera::scheduler

@@ -3,10 +3,8 @@
 
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/status.h"
-#include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "grpcpp/grpcpp.h"
 #include "scheduler/rpc/grpc_server_control.h"
@@ -15,31 +13,38 @@
 
 namespace tessera::scheduler {
 
-// A whole scheduler in one object: the SQLite store, the Scheduler, its gRPC
-// service and the thread that ticks it. Thread-safe.
+// A whole scheduler in one object: the SQLite store, the Scheduler (and its
+// tick thread), the gRPC service and server, and the ServerControl it uses to
+// reach parameter servers. Lets tests run a scheduler in-process.
+// Start() and Stop() are called from one thread; port() from any.
 class SchedulerServer {
  public:
-  SchedulerServer(SchedulerOptions options, std::string db_path)
-      : options_(options), db_path_(std::move(db_path)) {}
-  ~SchedulerServer() { Stop(); }
+  // Opens nothing yet. `clock` (the real clock when null) must outlive this.
+  SchedulerServer(SchedulerOptions options, std::string db_path, Clock* clock = nullptr);
+  ~SchedulerServer();  // Stop()s.
+  SchedulerServer(const SchedulerServer&) = delete;
+  SchedulerServer& operator=(const SchedulerServer&) = delete;
 
-  // Opens the database and listens on host:port (port 0: any free port).
+  // Opens the database, loads its jobs and serves on host:port (port 0: any
+  // free port). UNAVAILABLE naming the path when the database cannot be
+  // opened, naming the address when the port cannot be bound.
+  // REQUIRES: called at most once.
   absl::Status Start(const std::string& host, int port);
+  // The bound port; 0 before Start().
   int port() const { return port_; }
-  // Stops serving and ticking. Idempotent.
+  // Stops serving (in-flight calls get 2 s to finish) and ticking. Idempotent.
   void Stop();
 
  private:
   const SchedulerOptions options_;
   const std::string db_path_;
-  RealClock clock_;
+  RealClock real_clock_;
+  Clock* const clock_;
   GrpcServerControl control_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<SchedulerServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
-  absl::Notification stop_;
-  std::thread ticker_;
 };
 
 }  // namespace tessera::scheduler
