@@ -43,7 +43,7 @@ test-cmake: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 
 test-bazel: setup setup-bazel
-	tools/bazel_test.sh
+	TESSERA_BAZEL_SKIP_SLOW=1 tools/bazel_test.sh
 
 test: test-cmake test-bazel
 

@@ -4,6 +4,7 @@
 #   TESSERA_BAZEL_ROOT   Bazel output root (default ~/.cache/tessera-bazel)
 #   TESSERA_BAZEL_JOBS   parallel jobs (default 2)
 #   TESSERA_DISABLE_CUDA=1  build the CPU-only variant even where nvcc exists
+#   TESSERA_BAZEL_SKIP_SLOW=1  skip tests tagged "slow" (//tests:accuracy_test, ~4 min)
 # Exits non-zero if anything fails to build or any test fails.
 set -euo pipefail
 
@@ -18,6 +19,10 @@ fi
 output_root="${TESSERA_BAZEL_ROOT:-$HOME/.cache/tessera-bazel}"
 jobs="${TESSERA_BAZEL_JOBS:-2}"
 mkdir -p "$output_root"
+extra=()
+if [[ "${TESSERA_BAZEL_SKIP_SLOW:-0}" == 1 ]]; then
+  extra+=(--test_tag_filters=-slow)
+fi
 
 set +e
 bazel --output_user_root="$output_root" --max_idle_secs=300 \
@@ -26,7 +31,7 @@ bazel --output_user_root="$output_root" --max_idle_secs=300 \
   --local_cpu_resources="$jobs" \
   --keep_going \
   --test_output=errors \
-  "$@"
+  ${extra[@]+"${extra[@]}"} "$@"
 rc=$?
 set -e
 
