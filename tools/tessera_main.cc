@@ -104,6 +104,7 @@ void WriteJobMetrics(SchedulerClient& client, const JobInfo& job, const std::str
                  std::string(points.status().message()).c_str());
     return;
   }
+  if (points->empty()) return;  // the job never reported a step
   const std::string csv = out_dir + "/metrics.csv", svg = out_dir + "/training.svg";
   if (absl::Status st = WriteMetrics(job, *points, csv, svg); !st.ok()) {
     std::fprintf(stderr, "tessera: %s\n", std::string(st.message()).c_str());
