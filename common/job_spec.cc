@@ -99,6 +99,21 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   if (spec.data().path().empty()) return bad("data.path is required");
   if (spec.data().train_limit() < 0) return bad("data.train_limit must be >= 0");
   if (spec.data().test_limit() < 0) return bad("data.test_limit must be >= 0");
+  if (spec.ssp_cache() && spec.mode() != SSP) return bad("ssp_cache needs mode: ssp");
+  const StragglerSpec& st = spec.straggler();
+  if (!(st.transient_probability() >= 0 && st.transient_probability() <= 1)) {
+    return bad("straggler.transient_probability must be in [0, 1], got ",
+               st.transient_probability());
+  }
+  if (st.transient_delay_ms() < 0 || st.transient_delay_ms() > 3600000) {
+    return bad("straggler.transient_delay_ms must be in 0..3600000, got ",
+               st.transient_delay_ms());
+  }
+  if (st.persistent_rank() < 0) return bad("straggler.persistent_rank must be >= 0");
+  if (!(st.persistent_factor() >= 0 && st.persistent_factor() <= 100)) {
+    return bad("straggler.persistent_factor must be in [0, 100] (<= 1 is off), got ",
+               st.persistent_factor());
+  }
   return absl::OkStatus();
 }
 

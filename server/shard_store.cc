@@ -1,6 +1,7 @@
 #include "server/shard_store.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <iterator>
@@ -78,6 +79,7 @@ struct Job {
   std::atomic<uint64_t> push_bytes{0};
   std::atomic<uint64_t> pull_bytes{0};
   std::atomic<int64_t> waiting_pulls{0};
+  std::array<std::atomic<uint64_t>, kStalenessBuckets> staleness{};
 
   // The slice of `tensor` holding all of `r`.
   absl::StatusOr<Slice*> FindSlice(absl::string_view tensor, const Range& r,
@@ -193,6 +195,20 @@ void MaybeAggregate(const Job& job, Slice* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->m
   for (auto& [rank, buffer] : s->pending) ReturnBuffer(s, std::move(buffer));
   s->pending.clear();
   ApplyStep(job, s, s->sum);
+}
+
+// The clock through which every live worker's pushes are in `s`'s weights
+// (see PulledSlice::view_clock).
+int64_t ViewClock(const Job& job, const Slice* s) ABSL_SHARED_LOCKS_REQUIRED(s->mu) {
+  if (job.spec.mode() == SYNC) return s->version - 1;
+  int64_t view = std::numeric_limits<int64_t>::max();
+  for (int w : s->live) {
+    auto it = s->last_clock.find(w);
+    view = std::min(view, it == s->last_clock.end() ? int64_t{-1} : it->second);
+  }
+  // No live worker: nothing can be missing; report what the slice has seen.
+  if (s->live.empty()) return s->version - 1;
+  return view;
 }
 
 // Whether a pull at `clock` may read `s` now, per the job's mode.
@@ -641,6 +657,7 @@ absl::Status ShardStore::Pull(const std::string& job_id, int worker, int64_t clo
   }
   out->resize(slices.size());
   uint64_t bytes = 0;
+  int64_t view_clock = std::numeric_limits<int64_t>::max();
   for (size_t i = 0; i < slices.size(); ++i) {
     Slice* s = sources[i];
     PulledSlice& dst = (*out)[i];
@@ -660,12 +677,17 @@ absl::Status ShardStore::Pull(const std::string& job_id, int worker, int64_t clo
     dst.tensor = slices[i].tensor();
     dst.range = Range{slices[i].begin(), slices[i].end()};
     dst.version = s->version;
+    dst.view_clock = ViewClock(*job, s);
+    view_clock = std::min(view_clock, dst.view_clock);
     const auto first = s->weights.begin() + (dst.range.begin - s->range.begin);
     dst.values.assign(first, first + dst.range.size());
     bytes += dst.range.size() * sizeof(float);
   }
   job->pulls.fetch_add(1, std::memory_order_relaxed);
   job->pull_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  const int64_t staleness =
+      std::min<int64_t>(ObservedStaleness(clock, view_clock), kStalenessBuckets - 1);
+  job->staleness[staleness].fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
 }
 
@@ -677,6 +699,9 @@ absl::StatusOr<JobStats> ShardStore::Stats(const std::string& job_id) const {
   stats.push_bytes = job->push_bytes.load(std::memory_order_relaxed);
   stats.pull_bytes = job->pull_bytes.load(std::memory_order_relaxed);
   stats.waiting_pulls = job->waiting_pulls.load(std::memory_order_relaxed);
+  for (const auto& bucket : job->staleness) {
+    stats.staleness_histogram.push_back(bucket.load(std::memory_order_relaxed));
+  }
   bool first = true;
   for (const auto& s : job->slices) {
     absl::MutexLock lock(&s->mu);

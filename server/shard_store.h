@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "common/range.h"
+#include "common/staleness.h"
 #include "proto/job.pb.h"
 
 namespace tessera::server {
@@ -31,6 +32,11 @@ struct PulledSlice {
   std::string tensor;
   Range range;          // elements [begin, end) of the whole tensor
   int64_t version = 0;  // optimizer steps applied to the slice they were read from
+  // The slice's view clock when read: every live worker's pushes for clocks
+  // <= view_clock are included in `values` (-1: some live worker has pushed
+  // nothing). SYNC: version - 1. ASYNC/SSP: the minimum over live workers of
+  // the latest clock each committed to the slice (workers push clocks in order).
+  int64_t view_clock = -1;
   std::vector<float> values;
 };
 
@@ -42,6 +48,9 @@ struct JobStats {
   uint64_t pull_bytes = 0;  // value bytes returned
   int64_t min_version = 0;  // smallest version among the slices held here
   int64_t waiting_pulls = 0;  // pulls blocked right now, waiting for fresh data
+  // Pulls served by observed staleness (ObservedStaleness of the pull's clock
+  // and the minimum view clock over the slices it read); kStalenessBuckets entries.
+  std::vector<uint64_t> staleness_histogram;
 };
 
 // One worker's gradient push for one clock, staged and then applied as a whole.
@@ -112,7 +121,10 @@ class PushSession {
 //         the version becomes v + 1. A pull at clock c waits for version >= c.
 //   ASYNC each push is one optimizer step at once; pulls never wait.
 //   SSP   pushes as ASYNC; a pull at clock c waits until every live worker's
-//         latest push to the slice is for a clock >= c - staleness - 1.
+//         latest push to the slice is for a clock >= c - staleness - 1, i.e.
+//         every live worker has reached clock c - s (committed its pushes for
+//         clocks < c - s). Staleness 0 is BSP timing: a pull at c sees every
+//         push for clocks < c. Workers outside the live set never hold a pull.
 // Thread-safe. No global lock on the data path: the job map is locked only to
 // find a job; each slice has its own mutex, held while staging buffers move,
 // while an optimizer step runs and while a pull copies values.

@@ -245,6 +245,43 @@ TEST_F(ShardStoreTest, SspPullWaitsForTheSlowestLiveWorker) {
   r = PullW(2, absl::ZeroDuration());
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->version, 3);
+  // Worker 1 is at clock 0, worker 0 at 1: the view is clock 0, staleness 1.
+  EXPECT_EQ(r->view_clock, 0);
+  auto stats = store_.Stats("j");
+  ASSERT_TRUE(stats.ok());
+  ASSERT_EQ(stats->staleness_histogram.size(), static_cast<size_t>(kStalenessBuckets));
+  // Both pulls missed one clock of worker 1: clock 0 (at clock 1), clock 1 (at 2).
+  EXPECT_EQ(stats->staleness_histogram[0], 0u);
+  EXPECT_EQ(stats->staleness_histogram[1], 2u);
+}
+
+TEST_F(ShardStoreTest, SspSetLiveWorkersUnblocksAPullWaitingForADeadWorker) {
+  Create(SSP, {0, 1}, /*staleness=*/0);
+  ASSERT_TRUE(Push(0, 0, Grad(1.0f)).ok());
+  absl::Notification done;
+  absl::StatusOr<PulledSlice> result;
+  std::thread puller([&] {
+    result = PullW(1);  // needs worker 1's clock 0
+    done.Notify();
+  });
+  AwaitWaitingPulls(1);
+  EXPECT_FALSE(done.HasBeenNotified());
+  ASSERT_TRUE(store_.SetLiveWorkers("j", {0}).ok());
+  done.WaitForNotification();
+  puller.join();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->view_clock, 0);
+}
+
+TEST_F(ShardStoreTest, AsyncPullsNeverWaitAndReportTheirStaleness) {
+  Create(ASYNC, {0, 1});
+  ASSERT_TRUE(Push(0, 0, Grad(1.0f)).ok());
+  ASSERT_TRUE(Push(0, 1, Grad(1.0f)).ok());
+  // Worker 1 has pushed nothing: the view is -1, a read at clock 5 is 5 behind.
+  auto r = PullW(5, absl::ZeroDuration());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->view_clock, -1);
+  EXPECT_EQ(ObservedStaleness(5, r->view_clock), 5);
 }
 
 TEST_F(ShardStoreTest, BadPushesGetTheRightCodeAndLeaveWeightsUntouched) {

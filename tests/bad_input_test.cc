@@ -94,7 +94,7 @@ TEST(BadInputTest, ParameterServerNobodyListensOn) {
     ASSERT_TRUE(client.ok()) << client.status();
     std::vector<float> w(10);
     std::vector<absl::Span<float>> params = {absl::MakeSpan(w)};
-    absl::Status st = (*client)->Pull(0, absl::MakeSpan(params));
+    absl::Status st = (*client)->Pull(0, absl::MakeSpan(params), nullptr);
     EXPECT_FALSE(st.ok());
     EXPECT_NE(st.message().find(addr), absl::string_view::npos) << st;
     std::vector<absl::Span<const float>> grads = {absl::MakeConstSpan(w)};

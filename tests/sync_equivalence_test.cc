@@ -129,13 +129,13 @@ TEST_P(SyncEquivalenceTest, DistributedEqualsSingleProcessOnUnionBatches) {
       std::vector<float> x;
       std::vector<int32_t> y;
       for (int step = 0; step < kSteps; ++step) {
-        if (absl::Status st = (*client)->Pull(step, absl::MakeSpan(params)); !st.ok()) return fail(st);
+        if (absl::Status st = (*client)->Pull(step, absl::MakeSpan(params), nullptr); !st.ok()) return fail(st);
         sampler.Batch(step, &batches[step][w]);
         worker::Gather(*data, batches[step][w], &x, &y);
         (*model)->ForwardBackward(x.data(), y.data(), spec.batch_size());
         if (absl::Status st = (*client)->Push(step, absl::MakeSpan(grads)); !st.ok()) return fail(st);
       }
-      if (absl::Status st = (*client)->Pull(kSteps, absl::MakeSpan(params)); !st.ok()) return fail(st);
+      if (absl::Status st = (*client)->Pull(kSteps, absl::MakeSpan(params), nullptr); !st.ok()) return fail(st);
       for (auto p : params) final_params[w].emplace_back(p.begin(), p.end());
     });
   }

@@ -35,6 +35,26 @@ std::string ModelLine(const JobSpec& spec) {
 
 }  // namespace
 
+std::string StalenessLine(int64_t pulls, int64_t saved, const std::vector<int64_t>& histogram) {
+  std::string line = absl::StrFormat("reads: %d pulls, %d served from the SSP cache", pulls, saved);
+  int64_t total = 0, weighted = 0, max = 0;
+  std::vector<std::string> buckets;
+  for (size_t i = 0; i < histogram.size(); ++i) {
+    if (histogram[i] == 0) continue;
+    total += histogram[i];
+    weighted += static_cast<int64_t>(i) * histogram[i];
+    max = static_cast<int64_t>(i);
+    const bool last = i + 1 == histogram.size();
+    buckets.push_back(absl::StrCat(i, last ? "+" : "", ":", histogram[i]));
+  }
+  if (total > 0) {
+    absl::StrAppendFormat(&line, "; observed staleness mean %.2f max %d (clocks:reads %s)",
+                          static_cast<double>(weighted) / total, max,
+                          absl::StrJoin(buckets, " "));
+  }
+  return line;
+}
+
 std::string ProgressLine(const JobInfo& job, double now_unix_s) {
   if (job.workers_size() == 0) return absl::StrCat(job.job_id(), " ", JobStateName(job.state()));
   int64_t step = job.workers(0).step(), total = job.workers(0).total_steps();
@@ -79,11 +99,20 @@ std::string ResultLine(const JobInfo& job) {
 std::string DescribeJob(const JobInfo& job) {
   std::string out = absl::StrFormat("%s  %s  %s\n  %s\n", job.job_id(), job.name(),
                                     JobStateName(job.state()), ModelLine(job.spec()));
+  std::vector<int64_t> staleness;
+  int64_t pulls = 0, saved = 0;
   for (const WorkerProgress& w : job.workers()) {
     absl::StrAppendFormat(&out, "  rank %d: epoch %d step %d/%d loss %.4f train acc %.1f%%%s\n",
                           w.rank(), w.epoch() + 1, w.step(), w.total_steps(), w.loss(),
                           100 * w.accuracy(), w.finished() ? " (finished)" : "");
+    pulls += w.pulls();
+    saved += w.pulls_saved();
+    if (staleness.size() < static_cast<size_t>(w.staleness_histogram_size())) {
+      staleness.resize(w.staleness_histogram_size());
+    }
+    for (int i = 0; i < w.staleness_histogram_size(); ++i) staleness[i] += w.staleness_histogram(i);
   }
+  if (pulls + saved > 0) absl::StrAppend(&out, "  ", StalenessLine(pulls, saved, staleness), "\n");
   if (job.state() == SUCCEEDED || job.state() == FAILED || job.state() == CANCELLED) {
     absl::StrAppend(&out, "  ", ResultLine(job), "\n");
   }

@@ -1,6 +1,7 @@
 #ifndef TESSERA_TOOLS_JOB_REPORT_H_
 #define TESSERA_TOOLS_JOB_REPORT_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,11 @@ namespace tessera::tools {
 
 // One line: "epoch 2/10  step 938/4690  loss 0.4123  acc 85.2%  2150 ex/s  ETA 23s".
 std::string ProgressLine(const JobInfo& job, double now_unix_s);
+
+// "reads: 120 pulls, 40 served from the SSP cache; observed staleness mean 0.8
+// max 3 (clocks:reads 0:70 1:50 ...)". `histogram[i]` counts reads of
+// staleness i (common/staleness.h).
+std::string StalenessLine(int64_t pulls, int64_t saved, const std::vector<int64_t>& histogram);
 
 // A multi-line description for `tessera status`.
 std::string DescribeJob(const JobInfo& job);

@@ -164,17 +164,52 @@ absl::Status ParseData(const YAML::Node& node, DataSpec* data) {
   return absl::OkStatus();
 }
 
+absl::Status ParseStraggler(const YAML::Node& node, StragglerSpec* st) {
+  TESSERA_RETURN_IF_ERROR(CheckKeys(node, "straggler",
+                                    {"transient_probability", "transient_delay_ms",
+                                     "persistent_rank", "persistent_factor"}));
+  if (node["transient_probability"]) {
+    TESSERA_ASSIGN_OR_RETURN(double p, Number(node["transient_probability"],
+                                              "straggler.transient_probability"));
+    st->set_transient_probability(p);
+  }
+  if (node["transient_delay_ms"]) {
+    TESSERA_ASSIGN_OR_RETURN(int64_t v, Integer(node["transient_delay_ms"],
+                                                "straggler.transient_delay_ms", 0, 3600000));
+    st->set_transient_delay_ms(static_cast<int32_t>(v));
+  }
+  if (node["persistent_rank"]) {
+    TESSERA_ASSIGN_OR_RETURN(int64_t v, Integer(node["persistent_rank"],
+                                                "straggler.persistent_rank", 0, 1023));
+    st->set_persistent_rank(static_cast<int32_t>(v));
+  }
+  if (node["persistent_factor"]) {
+    TESSERA_ASSIGN_OR_RETURN(double f, Number(node["persistent_factor"],
+                                              "straggler.persistent_factor"));
+    st->set_persistent_factor(static_cast<float>(f));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ParseJob(const YAML::Node& root, JobSpec* spec) {
   if (!root || root.IsNull()) return absl::InvalidArgumentError("the job spec is empty");
   TESSERA_RETURN_IF_ERROR(CheckKeys(root, "",
                                     {"name", "model", "optimizer", "batch_size", "epochs",
                                      "max_steps", "mode", "staleness", "data", "seed",
-                                     "num_workers", "num_servers", "log_every_steps"}));
+                                     "num_workers", "num_servers", "log_every_steps",
+                                     "straggler", "ssp_cache"}));
   if (!root["model"]) return absl::InvalidArgumentError("model: required (e.g. model: {type: mlp, hidden_layers: [256, 128]})");
   if (!root["optimizer"]) return absl::InvalidArgumentError("optimizer: required (e.g. optimizer: {type: adam, learning_rate: 0.001})");
   TESSERA_RETURN_IF_ERROR(ParseModel(root["model"], spec->mutable_model()));
   TESSERA_RETURN_IF_ERROR(ParseOptimizer(root["optimizer"], spec->mutable_optimizer()));
   if (root["data"]) TESSERA_RETURN_IF_ERROR(ParseData(root["data"], spec->mutable_data()));
+  if (root["ssp_cache"]) {
+    TESSERA_ASSIGN_OR_RETURN(bool b, Bool(root["ssp_cache"], "ssp_cache"));
+    spec->set_ssp_cache(b);
+  }
+  if (root["straggler"]) {
+    TESSERA_RETURN_IF_ERROR(ParseStraggler(root["straggler"], spec->mutable_straggler()));
+  }
   if (root["name"]) {
     TESSERA_ASSIGN_OR_RETURN(std::string name, String(root["name"], "name"));
     spec->set_name(name);
@@ -250,11 +285,19 @@ std::string JobSpecToYaml(const JobSpec& spec) {
   if (spec.max_steps() != 0) out << "max_steps: " << spec.max_steps() << "\n";
   out << "mode: " << ModeName(spec.mode()) << "\n";
   if (spec.mode() == SSP) out << "staleness: " << spec.staleness() << "\n";
+  if (spec.ssp_cache()) out << "ssp_cache: true\n";
   out << "data:\n  format: idx\n  path: " << spec.data().path() << "\n";
   if (spec.data().train_limit() != 0) out << "  train_limit: " << spec.data().train_limit() << "\n";
   if (spec.data().test_limit() != 0) out << "  test_limit: " << spec.data().test_limit() << "\n";
   out << "seed: " << spec.seed() << "\nnum_workers: " << spec.num_workers()
       << "\nnum_servers: " << spec.num_servers() << "\nlog_every_steps: " << spec.log_every_steps() << "\n";
+  if (spec.has_straggler()) {
+    const StragglerSpec& st = spec.straggler();
+    out << "straggler:\n  transient_probability: " << st.transient_probability()
+        << "\n  transient_delay_ms: " << st.transient_delay_ms()
+        << "\n  persistent_rank: " << st.persistent_rank()
+        << "\n  persistent_factor: " << st.persistent_factor() << "\n";
+  }
   return out.str();
 }
 

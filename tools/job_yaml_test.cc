@@ -13,6 +13,32 @@ void ExpectInvalid(const std::string& yaml, const std::string& needle) {
       << "message: " << spec.status().message() << "\nwanted: " << needle;
 }
 
+TEST(JobYamlTest, ParsesTheStragglerInjectorAndRoundTrips) {
+  const std::string base = "model: {type: softmax_regression}\noptimizer: {type: sgd, learning_rate: 0.1}\n";
+  absl::StatusOr<JobSpec> spec = ParseJobYaml(base + R"(
+straggler: {transient_probability: 0.1, transient_delay_ms: 40, persistent_rank: 2, persistent_factor: 2.5}
+)");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_DOUBLE_EQ(spec->straggler().transient_probability(), 0.1);
+  EXPECT_EQ(spec->straggler().transient_delay_ms(), 40);
+  EXPECT_EQ(spec->straggler().persistent_rank(), 2);
+  EXPECT_FLOAT_EQ(spec->straggler().persistent_factor(), 2.5f);
+  absl::StatusOr<JobSpec> again = ParseJobYaml(JobSpecToYaml(*spec));
+  ASSERT_TRUE(again.ok()) << again.status() << "\n" << JobSpecToYaml(*spec);
+  EXPECT_EQ(again->straggler().SerializeAsString(), spec->straggler().SerializeAsString());
+  // Off unless asked for.
+  absl::StatusOr<JobSpec> plain = ParseJobYaml(base);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_FALSE(plain->has_straggler());
+  ExpectInvalid(base + "straggler: {transient_probability: 1.5}\n",
+                "straggler.transient_probability");
+  ExpectInvalid(base + "straggler: {slow: 1}\n", "slow");
+  ExpectInvalid(base + "ssp_cache: true\n", "ssp_cache needs mode: ssp");
+  absl::StatusOr<JobSpec> cached = ParseJobYaml(base + "mode: ssp\nstaleness: 3\nssp_cache: true\n");
+  ASSERT_TRUE(cached.ok()) << cached.status();
+  EXPECT_TRUE(cached->ssp_cache());
+}
+
 TEST(JobYamlTest, ParsesEveryField) {
   absl::StatusOr<JobSpec> spec = ParseJobYaml(R"(
 name: t

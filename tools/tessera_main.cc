@@ -344,6 +344,9 @@ std::vector<Command> Commands() {
 void PrintUsage(const std::vector<Command>& commands) {
   std::printf("tessera: a parameter-server training system.\n\nUsage: tessera COMMAND [args] [--flags]\n\nCommands:\n");
   for (const Command& c : commands) std::printf("  %-8s %s\n", c.name.c_str(), c.summary.c_str());
+  std::printf("  %-8s %s\n", "bench",
+              "`tessera bench consistency`: sync vs SSP vs async under injected stragglers "
+              "(4 workers, 2 servers); writes a table and loss-vs-wall-time plots.");
   std::printf("\n`tessera COMMAND --help` describes a command and its flags.\n");
 }
 
@@ -371,6 +374,20 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string name = argv[1];
+  if (name == "bench") {
+    // Benchmarks are programs of their own next to this one.
+    if (argc < 3 || std::string(argv[2]) != "consistency") {
+      std::fprintf(stderr, "Usage: tessera bench consistency [flags] (--help for the flags)\n");
+      return 2;
+    }
+    const std::string program = SelfDir() + "/tessera-bench-consistency";
+    std::vector<char*> args = {const_cast<char*>(program.c_str())};
+    for (int i = 3; i < argc; ++i) args.push_back(argv[i]);
+    args.push_back(nullptr);
+    execv(program.c_str(), args.data());
+    std::fprintf(stderr, "tessera: cannot run %s\n", program.c_str());
+    return 1;
+  }
   for (const Command& c : commands) {
     if (c.name != name) continue;
     absl::StatusOr<CliArgs> args = ParseCliArgs(std::vector<std::string>(argv + 2, argv + argc), c.flags);

@@ -25,9 +25,13 @@ class ParameterClient {
   virtual absl::Status Push(int64_t clock, absl::Span<const absl::Span<const float>> grads) = 0;
 
   // Reads every tensor of the plan, in plan order, as fresh as `clock` needs
-  // under the job's consistency mode (sync: after `clock` steps).
+  // under the job's consistency mode (sync: after `clock` steps). When
+  // `view_clock` is not null it gets the read's view clock: every live
+  // worker's pushes for clocks <= *view_clock are in `params` (-1: none
+  // guaranteed); see PullChunk.view_clock.
   // REQUIRES: params.size() == plan tensors, params[i].size() == tensor i's size.
-  virtual absl::Status Pull(int64_t clock, absl::Span<const absl::Span<float>> params) = 0;
+  virtual absl::Status Pull(int64_t clock, absl::Span<const absl::Span<float>> params,
+                            int64_t* view_clock) = 0;
 };
 
 using ParameterClientFactory = std::function<absl::StatusOr<std::unique_ptr<ParameterClient>>(

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
+#include "common/staleness.h"
 #include "spdlog/spdlog.h"
 #include "worker/model.h"
 
@@ -23,6 +24,29 @@ absl::StatusOr<const Dataset*> DatasetCache::Get(const DataSpec& spec, bool trai
   TESSERA_ASSIGN_OR_RETURN(Dataset data, LoadIdxSplit(spec.path(), train, limit));
   entries_.push_back(Entry{key, std::make_unique<Dataset>(std::move(data))});
   return entries_.back().data.get();
+}
+
+bool CacheServes(const JobSpec& spec, int64_t clock, int64_t cached_view) {
+  if (spec.mode() != SSP || !spec.ssp_cache() || cached_view < -1) return false;
+  return cached_view >= clock - spec.staleness() - 1;
+}
+
+StragglerInjector::StragglerInjector(const StragglerSpec& spec, uint64_t seed, int rank)
+    : spec_(spec),
+      persistent_(spec.persistent_factor() > 1 && spec.persistent_rank() == rank),
+      rng_(seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(rank) + 1) {}
+
+absl::Duration StragglerInjector::BeforeStep() {
+  if (spec_.transient_probability() <= 0 || spec_.transient_delay_ms() <= 0) {
+    return absl::ZeroDuration();
+  }
+  std::bernoulli_distribution pause(std::min(1.0, spec_.transient_probability()));
+  return pause(rng_) ? absl::Milliseconds(spec_.transient_delay_ms()) : absl::ZeroDuration();
+}
+
+absl::Duration StragglerInjector::AfterCompute(absl::Duration compute) const {
+  if (!persistent_) return absl::ZeroDuration();
+  return compute * (spec_.persistent_factor() - 1);
 }
 
 Trainer::Trainer(TaskReporter* reporter, ParameterClientFactory client_factory,
@@ -79,6 +103,9 @@ absl::StatusOr<TaskResult> Trainer::Run(const WorkerAssignment& a) {
   std::vector<float> x;
   std::vector<int32_t> y;
   TaskResult result;
+  result.staleness_histogram.assign(kStalenessBuckets, 0);
+  StragglerInjector straggler(spec.straggler(), spec.seed(), rank);
+  int64_t cached_view = -2;  // the view clock of the parameters in `params`; < -1: none
   const absl::Time start = absl::Now();
   double loss_sum = 0;
   int64_t correct = 0, seen = 0;
@@ -90,13 +117,29 @@ absl::StatusOr<TaskResult> Trainer::Run(const WorkerAssignment& a) {
         result.cancelled = true;
         return result;
       }
+      if (const absl::Duration pause = straggler.BeforeStep(); pause > absl::ZeroDuration()) {
+        absl::SleepFor(pause);
+        result.straggler_seconds += absl::ToDoubleSeconds(pause);
+      }
       const absl::Time t0 = absl::Now();
-      TESSERA_RETURN_IF_ERROR_CTX(client->Pull(step, absl::MakeSpan(params)),
-                                  absl::StrCat("pull at step ", step));
+      if (CacheServes(spec, step, cached_view)) {
+        ++result.pulls_saved;
+      } else {
+        TESSERA_RETURN_IF_ERROR_CTX(client->Pull(step, absl::MakeSpan(params), &cached_view),
+                                    absl::StrCat("pull at step ", step));
+        ++result.pulls;
+      }
+      ++result.staleness_histogram[std::min<int64_t>(
+          ObservedStaleness(step, cached_view), kStalenessBuckets - 1)];
       const absl::Time t1 = absl::Now();
       sampler.Batch(s, &indices);
       Gather(*train, indices, &x, &y);
       const Model::StepResult r = model->ForwardBackward(x.data(), y.data(), batch);
+      if (const absl::Duration slow = straggler.AfterCompute(absl::Now() - t1);
+          slow > absl::ZeroDuration()) {
+        absl::SleepFor(slow);
+        result.straggler_seconds += absl::ToDoubleSeconds(slow);
+      }
       const absl::Time t2 = absl::Now();
       TESSERA_RETURN_IF_ERROR_CTX(client->Push(step, absl::MakeConstSpan(grads)),
                                   absl::StrCat("push at step ", step));
@@ -115,6 +158,9 @@ absl::StatusOr<TaskResult> Trainer::Run(const WorkerAssignment& a) {
         p.set_total_steps(total_steps);
         p.set_loss(static_cast<float>(loss_sum / seen));
         p.set_accuracy(static_cast<float>(correct) / seen);
+        p.set_pulls(result.pulls);
+        p.set_pulls_saved(result.pulls_saved);
+        for (int64_t n : result.staleness_histogram) p.add_staleness_histogram(n);
         loss_sum = 0;
         correct = seen = 0;
         TESSERA_ASSIGN_OR_RETURN(bool cancelled,
@@ -128,7 +174,7 @@ absl::StatusOr<TaskResult> Trainer::Run(const WorkerAssignment& a) {
   }
   result.steps = step;
   // The parameters after the last step: every worker's push for it is in.
-  TESSERA_RETURN_IF_ERROR_CTX(client->Pull(step, absl::MakeSpan(params)), "final pull");
+  TESSERA_RETURN_IF_ERROR_CTX(client->Pull(step, absl::MakeSpan(params), nullptr), "final pull");
   result.train_seconds = absl::ToDoubleSeconds(absl::Now() - start);
 
   const Range part = ShardOf(test->size, rank, workers);
@@ -142,9 +188,10 @@ absl::StatusOr<TaskResult> Trainer::Run(const WorkerAssignment& a) {
   }
   spdlog::info(
       "job {} rank {}: {} steps in {:.1f}s (pull {:.1f}s incl. waiting for the slowest worker, "
-      "compute {:.1f}s, push {:.1f}s), test accuracy {:.4f} on {} examples",
+      "compute {:.1f}s, push {:.1f}s, injected pauses {:.1f}s; {} pulls, {} served from the "
+      "cache), test accuracy {:.4f} on {} examples",
       job, rank, step, result.train_seconds, result.pull_seconds, result.compute_seconds,
-      result.push_seconds,
+      result.push_seconds, result.straggler_seconds, result.pulls, result.pulls_saved,
       result.test_examples ? double(result.test_correct) / result.test_examples : 0.0,
       result.test_examples);
   return result;

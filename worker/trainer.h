@@ -4,11 +4,13 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "proto/scheduler_service.pb.h"
 #include "worker/dataset.h"
 #include "worker/parameter_client.h"
@@ -55,10 +57,40 @@ struct TaskResult {
   double pull_seconds = 0;
   double compute_seconds = 0;
   double push_seconds = 0;
+  // Parameter reads: pulls sent, reads served from the cache (SSP), and the
+  // observed staleness of every read (kStalenessBuckets entries, see
+  // ObservedStaleness in server/shard_store.h).
+  int64_t pulls = 0;
+  int64_t pulls_saved = 0;
+  std::vector<int64_t> staleness_histogram;
+  double straggler_seconds = 0;  // injected pauses
+};
+
+// Whether a worker at `clock` may train on parameters it read earlier with
+// view clock `cached_view` instead of pulling: only in SSP with ssp_cache, and only while the
+// cache holds every live worker's pushes for clocks < clock - staleness, the
+// same guarantee a pull would give. `cached_view` < -1 means no cache.
+bool CacheServes(const JobSpec& spec, int64_t clock, int64_t cached_view);
+
+// Injected slowness of one worker (JobSpec.straggler). Used by one thread.
+class StragglerInjector {
+ public:
+  StragglerInjector(const StragglerSpec& spec, uint64_t seed, int rank);
+  // Pause before a step: transient_delay_ms with transient_probability, else 0.
+  absl::Duration BeforeStep();
+  // Pause after a step's compute of `compute`: (factor - 1) x compute for the
+  // persistent straggler rank, else 0.
+  absl::Duration AfterCompute(absl::Duration compute) const;
+
+ private:
+  const StragglerSpec spec_;
+  const bool persistent_;
+  std::mt19937_64 rng_;
 };
 
 // Runs one worker's part of a job: registers the model's tensors, then for each
-// step pulls the parameters (as fresh as the job's mode needs), computes the
+// step pulls the parameters (as fresh as the job's mode needs; in SSP the
+// previous read is reused while CacheServes), computes the
 // gradient of its batch and pushes it; finally evaluates its part of the test
 // set on the final parameters. Progress goes to the TaskReporter every
 // log_every_steps. Used by one thread.

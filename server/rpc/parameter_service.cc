@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -123,7 +124,10 @@ grpc::Status ParameterServiceImpl::Pull(grpc::ServerContext* ctx, const PullRequ
   if (!s.ok()) return ToGrpcStatus(s);
 
   constexpr size_t kMaxElements = kMaxChunkBytes / sizeof(float);
+  int64_t view_clock = std::numeric_limits<int64_t>::max();
+  for (const PulledSlice& p : out) view_clock = std::min(view_clock, p.view_clock);
   PullChunk chunk;
+  chunk.set_view_clock(view_clock);
   for (const PulledSlice& p : out) {
     for (size_t i = 0; i < p.values.size(); i += kMaxElements) {
       const size_t n = std::min(kMaxElements, p.values.size() - i);
@@ -148,6 +152,8 @@ grpc::Status ParameterServiceImpl::Stats(grpc::ServerContext*, const ServerStats
   resp->set_push_bytes(stats->push_bytes);
   resp->set_pull_bytes(stats->pull_bytes);
   resp->set_min_version(stats->min_version);
+  for (uint64_t n : stats->staleness_histogram) resp->add_staleness_histogram(n);
+  resp->set_waiting_pulls(stats->waiting_pulls);
   return grpc::Status::OK;
 }
 

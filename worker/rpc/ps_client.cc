@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <future>
 #include <utility>
 
@@ -141,7 +142,8 @@ absl::Status GrpcParameterClient::PushTo(Server& server, int64_t clock,
   return FromGrpcStatus(st, absl::StrCat("push to server ", server.address));
 }
 
-absl::Status GrpcParameterClient::Pull(int64_t clock, absl::Span<const absl::Span<float>> params) {
+absl::Status GrpcParameterClient::Pull(int64_t clock, absl::Span<const absl::Span<float>> params,
+                                       int64_t* view_clock) {
   if (params.size() != tensor_sizes_.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("pull of ", params.size(), " tensors; the plan has ", tensor_sizes_.size()));
@@ -153,12 +155,18 @@ absl::Status GrpcParameterClient::Pull(int64_t clock, absl::Span<const absl::Spa
                                                      tensor_sizes_[t]));
     }
   }
-  return ForEachParallel(servers_.size(),
-                         [&](size_t i) { return PullFrom(servers_[i], clock, params); });
+  std::vector<int64_t> views(servers_.size(), -1);
+  TESSERA_RETURN_IF_ERROR(ForEachParallel(
+      servers_.size(), [&](size_t i) { return PullFrom(servers_[i], clock, params, &views[i]); }));
+  if (view_clock != nullptr) {
+    *view_clock = views.empty() ? -1 : *std::min_element(views.begin(), views.end());
+  }
+  return absl::OkStatus();
 }
 
 absl::Status GrpcParameterClient::PullFrom(Server& server, int64_t clock,
-                                           absl::Span<const absl::Span<float>> params) {
+                                           absl::Span<const absl::Span<float>> params,
+                                           int64_t* view_clock) {
   PullRequest request;
   request.set_job_id(job_id_);
   request.set_worker(rank_);
@@ -177,8 +185,10 @@ absl::Status GrpcParameterClient::PullFrom(Server& server, int64_t clock,
   PullChunk chunk;
   uint64_t received = 0;
   absl::Status bad;
+  *view_clock = std::numeric_limits<int64_t>::max();
   while (reader->Read(&chunk)) {
     if (!bad.ok()) continue;  // drain so Finish() returns
+    *view_clock = std::min(*view_clock, chunk.view_clock());
     auto it = std::find(tensor_names_.begin(), tensor_names_.end(), chunk.tensor());
     const size_t n = chunk.values().size() / sizeof(float);
     if (it == tensor_names_.end() || chunk.values().size() % sizeof(float) != 0 ||

@@ -30,7 +30,8 @@ class GrpcParameterClient : public ParameterClient {
       const PsClientOptions& options = {});
 
   absl::Status Push(int64_t clock, absl::Span<const absl::Span<const float>> grads) override;
-  absl::Status Pull(int64_t clock, absl::Span<const absl::Span<float>> params) override;
+  absl::Status Pull(int64_t clock, absl::Span<const absl::Span<float>> params,
+                    int64_t* view_clock) override;
 
  private:
   struct Piece {  // one slice of one tensor, held by one server
@@ -48,7 +49,8 @@ class GrpcParameterClient : public ParameterClient {
                       const PsClientOptions& options);
   absl::Status PushTo(Server& server, int64_t clock,
                       absl::Span<const absl::Span<const float>> grads);
-  absl::Status PullFrom(Server& server, int64_t clock, absl::Span<const absl::Span<float>> params);
+  absl::Status PullFrom(Server& server, int64_t clock, absl::Span<const absl::Span<float>> params,
+                        int64_t* view_clock);
 
   const std::string job_id_;
   const int rank_;
