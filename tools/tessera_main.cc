@@ -347,6 +347,9 @@ void PrintUsage(const std::vector<Command>& commands) {
   std::printf("  %-8s %s\n", "bench",
               "`tessera bench consistency`: sync vs SSP vs async under injected stragglers "
               "(4 workers, 2 servers); writes a table and loss-vs-wall-time plots.");
+  std::printf("  %-8s %s\n", "",
+              "`tessera bench pushpull`: push/pull goodput, p50/p99 latency and CPU s/GB by "
+              "tensor size, against raw TCP loopback.");
   std::printf("\n`tessera COMMAND --help` describes a command and its flags.\n");
 }
 
@@ -376,11 +379,13 @@ int main(int argc, char** argv) {
   const std::string name = argv[1];
   if (name == "bench") {
     // Benchmarks are programs of their own next to this one.
-    if (argc < 3 || std::string(argv[2]) != "consistency") {
-      std::fprintf(stderr, "Usage: tessera bench consistency [flags] (--help for the flags)\n");
+    const std::string which = argc < 3 ? "" : argv[2];
+    if (which != "consistency" && which != "pushpull") {
+      std::fprintf(stderr,
+                   "Usage: tessera bench consistency|pushpull [flags] (--help for the flags)\n");
       return 2;
     }
-    const std::string program = SelfDir() + "/tessera-bench-consistency";
+    const std::string program = SelfDir() + "/tessera-bench-" + which;
     std::vector<char*> args = {const_cast<char*>(program.c_str())};
     for (int i = 3; i < argc; ++i) args.push_back(argv[i]);
     args.push_back(nullptr);

@@ -1,0 +1,590 @@
+// tessera-bench-pushpull (also `tessera bench pushpull`): push/pull goodput,
+// latency and CPU cost of the parameter-server data path, side by side with a
+// raw TCP loopback baseline measured in the same run.
+//
+// It starts --servers in-process ParameterServers on 127.0.0.1, and for each
+// tensor size creates an ASYNC job (pushes apply at once, pulls never wait)
+// whose single tensor is split evenly over the servers. --workers threads,
+// each with its own GrpcParameterClient, then run push, pull or push+pull of
+// the whole tensor. For each (mode, size) it reports:
+//   goodput   tensor payload bytes moved / wall time, summed over workers
+//             (GB = 1e9 bytes; push+pull moves the tensor twice per op),
+//   p50, p99  per-operation latency over all workers' operations,
+//   CPU s/GB  getrusage(RUSAGE_SELF) user+sys delta / GB moved; servers run
+//             in this process, so this counts both sides of the wire,
+//   % of TCP  goodput / the raw TCP loopback goodput (one sender thread, one
+//             receiver thread, 1 MiB write()s).
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/job_spec.h"
+#include "common/range.h"
+#include "common/rpc/grpc_status.h"
+#include "proto/parameter_service.grpc.pb.h"
+#include "server/rpc/parameter_server.h"
+#include "spdlog/spdlog.h"
+#include "worker/rpc/ps_client.h"
+
+ABSL_FLAG(int, servers, 1, "In-process parameter servers; each tensor is split evenly over them.");
+ABSL_FLAG(int, workers, 1, "Client threads, each with its own GrpcParameterClient.");
+ABSL_FLAG(int, iterations, 0,
+          "Operations per worker per (mode, size); 0 adapts per size so each cell runs for "
+          "about --min_seconds and at least 3 operations.");
+ABSL_FLAG(double, min_seconds, 1.0, "Target duration of a cell when --iterations is 0.");
+ABSL_FLAG(std::string, modes, "push,pull,pushpull", "Comma-separated: push, pull, pushpull.");
+ABSL_FLAG(std::string, sizes, "4K,64K,1M,16M,64M,256M",
+          "Comma-separated tensor sizes in bytes; suffixes K, M, G (powers of 1024) are allowed. "
+          "Each must be a positive multiple of 4 (float32).");
+ABSL_FLAG(std::string, max_bytes, "", "Skip sizes larger than this (same syntax as --sizes).");
+ABSL_FLAG(bool, quick, false,
+          "Skip sizes above 64 MiB, run each cell for a fifth of --min_seconds and the TCP "
+          "baseline on 256 MiB instead of 1 GiB.");
+ABSL_FLAG(std::string, csv, "", "Also write the results as CSV to this path.");
+ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this path.");
+
+namespace tessera::tools {
+namespace {
+
+constexpr uint64_t kMiB = uint64_t{1} << 20;
+constexpr int kMaxIterations = 200000;
+constexpr char kJobId[] = "bench-pushpull";
+
+enum class Mode { kPush, kPull, kPushPull };
+
+const char* ModeName(Mode m) {
+  switch (m) {
+    case Mode::kPush: return "push";
+    case Mode::kPull: return "pull";
+    case Mode::kPushPull: return "pushpull";
+  }
+  return "?";
+}
+
+struct Cell {
+  Mode mode;
+  uint64_t size_bytes = 0;
+  int iterations = 0;  // per worker
+  double seconds = 0;
+  double goodput_gbps = 0;
+  double pct_of_tcp = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+  double cpu_s_per_gb = 0;
+};
+
+struct TcpResult {
+  uint64_t bytes = 0;
+  double seconds = 0;
+  double goodput_gbps = 0;
+  double cpu_s_per_gb = 0;
+};
+
+double CpuSeconds() {
+  rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+         (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// "4096", "4K", "64KiB", "16M", "1G" -> bytes.
+absl::StatusOr<uint64_t> ParseBytes(absl::string_view text) {
+  std::string s = absl::AsciiStrToUpper(absl::StripAsciiWhitespace(text));
+  if (absl::EndsWith(s, "IB")) s.resize(s.size() - 2);
+  else if (absl::EndsWith(s, "B")) s.resize(s.size() - 1);
+  uint64_t mult = 1;
+  if (!s.empty()) {
+    switch (s.back()) {
+      case 'K': mult = 1 << 10; break;
+      case 'M': mult = 1 << 20; break;
+      case 'G': mult = 1 << 30; break;
+      default: break;
+    }
+    if (mult != 1) s.pop_back();
+  }
+  uint64_t n = 0;
+  if (s.empty() || !absl::SimpleAtoi(s, &n) || n == 0 || n > (uint64_t{1} << 40) / mult) {
+    return absl::InvalidArgumentError(absl::StrCat("bad size '", text, "'"));
+  }
+  return n * mult;
+}
+
+std::string SizeLabel(uint64_t bytes) {
+  if (bytes % kMiB == 0) return absl::StrCat(bytes / kMiB, " MiB");
+  if (bytes % 1024 == 0) return absl::StrCat(bytes / 1024, " KiB");
+  return absl::StrCat(bytes, " B");
+}
+
+// Raw TCP on loopback: one sender thread writing 1 MiB buffers, one receiver
+// thread reading them, `total` bytes; wall time from connect to the last byte
+// received.
+absl::StatusOr<TcpResult> RunTcpBaseline(uint64_t total) {
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  if (listener < 0) return absl::InternalError(absl::StrCat("socket: ", strerror(errno)));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      listen(listener, 1) != 0 ||
+      getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    const std::string err = strerror(errno);
+    close(listener);
+    return absl::UnavailableError(absl::StrCat("tcp baseline: cannot listen on 127.0.0.1: ", err));
+  }
+  std::atomic<uint64_t> received{0};
+  std::string receiver_error;
+  std::thread receiver([&] {
+    const int fd = accept(listener, nullptr, nullptr);
+    if (fd < 0) {
+      receiver_error = absl::StrCat("accept: ", strerror(errno));
+      return;
+    }
+    std::vector<char> buf(kMiB);
+    uint64_t got = 0;
+    while (true) {
+      const ssize_t n = read(fd, buf.data(), buf.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) receiver_error = absl::StrCat("read: ", strerror(errno));
+      if (n <= 0) break;
+      got += n;
+    }
+    received = got;
+    close(fd);
+  });
+  const double cpu0 = CpuSeconds();
+  const double t0 = Now();
+  std::string sender_error;
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0 || connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    sender_error = absl::StrCat("connect: ", strerror(errno));
+  } else {
+    std::vector<char> buf(kMiB, 'x');
+    uint64_t sent = 0;
+    while (sent < total && sender_error.empty()) {
+      const size_t want = std::min<uint64_t>(buf.size(), total - sent);
+      size_t off = 0;
+      while (off < want) {
+        const ssize_t n = write(fd, buf.data() + off, want - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          sender_error = absl::StrCat("write: ", strerror(errno));
+          break;
+        }
+        off += n;
+      }
+      sent += off;
+    }
+  }
+  if (fd >= 0) close(fd);
+  if (!sender_error.empty()) shutdown(listener, SHUT_RDWR);
+  receiver.join();
+  const double seconds = Now() - t0;
+  const double cpu = CpuSeconds() - cpu0;
+  close(listener);
+  if (!sender_error.empty()) return absl::InternalError("tcp baseline: " + sender_error);
+  if (!receiver_error.empty()) return absl::InternalError("tcp baseline: " + receiver_error);
+  if (received != total) {
+    return absl::InternalError(
+        absl::StrCat("tcp baseline: received ", received.load(), " of ", total, " bytes"));
+  }
+  TcpResult r;
+  r.bytes = total;
+  r.seconds = seconds;
+  r.goodput_gbps = total / seconds / 1e9;
+  r.cpu_s_per_gb = cpu / (total / 1e9);
+  return r;
+}
+
+class Bench {
+ public:
+  Bench(int num_servers, int num_workers) : num_servers_(num_servers), num_workers_(num_workers) {}
+
+  absl::Status StartServers() {
+    for (int s = 0; s < num_servers_; ++s) {
+      servers_.push_back(std::make_unique<server::ParameterServer>());
+      if (absl::Status st = servers_.back()->Start("127.0.0.1", 0); !st.ok()) {
+        return absl::Status(st.code(), absl::StrCat("server ", s, ": ", st.message()));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  void StopServers() {
+    for (auto& s : servers_) s->Stop();
+  }
+
+  // Creates the job holding one float tensor of `bytes` on every server.
+  absl::Status CreateJob(uint64_t bytes) {
+    JobSpec spec;
+    spec.set_name("bench-pushpull");
+    spec.mutable_model()->set_kind(ModelSpec::MLP);
+    spec.mutable_optimizer()->set_kind(OptimizerSpec::SGD);
+    spec.mutable_optimizer()->set_learning_rate(1e-9f);
+    spec.set_mode(ASYNC);
+    spec.set_num_workers(num_workers_);
+    spec.set_num_servers(num_servers_);
+    ApplyJobDefaults(&spec);
+    TensorSpec tensor;
+    tensor.set_name("w");
+    tensor.set_size(bytes / sizeof(float));
+    plan_ = TensorPlan();
+    *plan_.add_tensors() = tensor;
+    for (int s = 0; s < num_servers_; ++s) {
+      ServerSlices* ss = plan_.add_servers();
+      ss->set_server_id(absl::StrCat("s", s));
+      ss->set_address(absl::StrCat("127.0.0.1:", servers_[s]->port()));
+      CreateJobRequest create;
+      create.set_job_id(kJobId);
+      *create.mutable_spec() = spec;
+      *create.add_tensors() = tensor;
+      const Range r = SplitEvenly(tensor.size(), num_servers_)[s];
+      if (!r.empty()) {
+        TensorSlice slice;
+        slice.set_tensor(tensor.name());
+        slice.set_begin(r.begin);
+        slice.set_end(r.end);
+        *create.add_slices() = slice;
+        *ss->add_slices() = slice;
+      }
+      for (int w = 0; w < num_workers_; ++w) create.add_live_workers(w);
+      auto stub = ParameterService::NewStub(MakeChannel(ss->address()));
+      grpc::ClientContext ctx;
+      CreateJobResponse resp;
+      const grpc::Status st = stub->CreateJob(&ctx, create, &resp);
+      if (!st.ok()) {
+        return absl::InternalError(
+            absl::StrCat("create job on server ", s, ": ", st.error_message()));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status DropJob() {
+    for (int s = 0; s < num_servers_; ++s) {
+      auto stub = ParameterService::NewStub(MakeChannel(plan_.servers(s).address()));
+      grpc::ClientContext ctx;
+      DropJobRequest req;
+      req.set_job_id(kJobId);
+      DropJobResponse resp;
+      const grpc::Status st = stub->DropJob(&ctx, req, &resp);
+      if (!st.ok()) {
+        return absl::InternalError(absl::StrCat("drop job on server ", s, ": ", st.error_message()));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // Runs `iterations` operations (0: adapt to `min_seconds`) per worker.
+  absl::StatusOr<Cell> Run(Mode mode, uint64_t bytes, int iterations, double min_seconds) {
+    const size_t n = bytes / sizeof(float);
+    // Per worker: a client, a gradient and a parameter buffer.
+    std::vector<std::unique_ptr<worker::GrpcParameterClient>> clients;
+    std::vector<std::vector<float>> grads(num_workers_), params(num_workers_);
+    for (int w = 0; w < num_workers_; ++w) {
+      auto client = worker::GrpcParameterClient::Create(kJobId, w, plan_);
+      if (!client.ok()) return client.status();
+      clients.push_back(std::move(*client));
+      grads[w].assign(n, 1e-3f);
+      params[w].assign(n, 0.0f);
+    }
+    int64_t next_clock = 0;
+    auto op = [&](int w, int64_t clock) -> absl::Status {
+      if (mode != Mode::kPull) {
+        const absl::Span<const float> g(grads[w]);
+        if (absl::Status st = clients[w]->Push(clock, absl::MakeConstSpan(&g, 1)); !st.ok()) {
+          return st;
+        }
+      }
+      if (mode != Mode::kPush) {
+        const absl::Span<float> p(params[w]);
+        int64_t view_clock = 0;
+        return clients[w]->Pull(clock, absl::MakeConstSpan(&p, 1), &view_clock);
+      }
+      return absl::OkStatus();
+    };
+    // Warm-up: one untimed operation per worker (channels, server buffers).
+    for (int w = 0; w < num_workers_; ++w) {
+      if (absl::Status st = op(w, next_clock); !st.ok()) return st;
+    }
+    ++next_clock;
+    if (iterations <= 0) {
+      // Calibration: worker 0 alone for about 5% of min_seconds. With several
+      // workers each operation is slower than alone, so a cell may run longer
+      // than min_seconds; never shorter.
+      int count = 0;
+      const double t0 = Now();
+      double elapsed = 0;
+      do {
+        if (absl::Status st = op(0, next_clock++); !st.ok()) return st;
+        ++count;
+        elapsed = Now() - t0;
+      } while (elapsed < 0.05 * min_seconds && count < 1000);
+      const double per_op = std::max(elapsed / count, 1e-7);
+      iterations = static_cast<int>(
+          std::min<double>(kMaxIterations, std::ceil(min_seconds / per_op)));
+      iterations = std::max(iterations, 3);
+    }
+
+    std::vector<std::vector<double>> latencies(num_workers_);
+    std::vector<absl::Status> results(num_workers_);
+    std::atomic<int> ready{0};
+    std::atomic<bool> go{false};
+    std::vector<std::thread> threads;
+    const int64_t base_clock = next_clock;
+    for (int w = 0; w < num_workers_; ++w) {
+      threads.emplace_back([&, w] {
+        latencies[w].reserve(iterations);
+        ++ready;
+        while (!go.load()) std::this_thread::yield();
+        for (int i = 0; i < iterations; ++i) {
+          const double t0 = Now();
+          if (absl::Status st = op(w, base_clock + i); !st.ok()) {
+            results[w] = st;
+            return;
+          }
+          latencies[w].push_back(Now() - t0);
+        }
+      });
+    }
+    while (ready.load() < num_workers_) std::this_thread::yield();
+    const double cpu0 = CpuSeconds();
+    const double t0 = Now();
+    go = true;
+    for (auto& t : threads) t.join();
+    const double seconds = Now() - t0;
+    const double cpu = CpuSeconds() - cpu0;
+    for (int w = 0; w < num_workers_; ++w) {
+      if (!results[w].ok()) {
+        return absl::Status(results[w].code(),
+                            absl::StrCat("worker ", w, ": ", results[w].message()));
+      }
+    }
+    std::vector<double> all;
+    for (const auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+    std::sort(all.begin(), all.end());
+    auto quantile = [&](double q) {
+      const size_t i = std::min(all.size() - 1, static_cast<size_t>(q * (all.size() - 1) + 0.5));
+      return all[i];
+    };
+    const double moved = double(bytes) * (mode == Mode::kPushPull ? 2 : 1) * iterations *
+                         num_workers_;
+    Cell c;
+    c.mode = mode;
+    c.size_bytes = bytes;
+    c.iterations = iterations;
+    c.seconds = seconds;
+    c.goodput_gbps = moved / seconds / 1e9;
+    c.p50_ms = quantile(0.50) * 1e3;
+    c.p99_ms = quantile(0.99) * 1e3;
+    c.cpu_s_per_gb = cpu / (moved / 1e9);
+    return c;
+  }
+
+ private:
+  const int num_servers_;
+  const int num_workers_;
+  std::vector<std::unique_ptr<server::ParameterServer>> servers_;
+  TensorPlan plan_;
+};
+
+std::string Csv(const std::vector<Cell>& cells, const TcpResult& tcp, int servers, int workers) {
+  std::string out =
+      "mode,size_bytes,servers,workers,iterations_per_worker,seconds,goodput_gbps,pct_of_tcp,"
+      "p50_ms,p99_ms,cpu_s_per_gb\n";
+  absl::StrAppendFormat(&out, "tcp,%d,0,1,%d,%.4f,%.4f,100.0,,,%.4f\n", kMiB, tcp.bytes / kMiB,
+                        tcp.seconds, tcp.goodput_gbps, tcp.cpu_s_per_gb);
+  for (const Cell& c : cells) {
+    absl::StrAppendFormat(&out, "%s,%d,%d,%d,%d,%.4f,%.4f,%.1f,%.4f,%.4f,%.4f\n", ModeName(c.mode),
+                          c.size_bytes, servers, workers, c.iterations, c.seconds, c.goodput_gbps,
+                          c.pct_of_tcp, c.p50_ms, c.p99_ms, c.cpu_s_per_gb);
+  }
+  return out;
+}
+
+std::string Json(const std::vector<Cell>& cells, const TcpResult& tcp, int servers, int workers) {
+  std::vector<std::string> rows;
+  for (const Cell& c : cells) {
+    rows.push_back(absl::StrFormat(
+        "    {\"mode\": \"%s\", \"size_bytes\": %d, \"iterations_per_worker\": %d, "
+        "\"seconds\": %.4f, \"goodput_gbps\": %.4f, \"pct_of_tcp\": %.1f, \"p50_ms\": %.4f, "
+        "\"p99_ms\": %.4f, \"cpu_s_per_gb\": %.4f}",
+        ModeName(c.mode), c.size_bytes, c.iterations, c.seconds, c.goodput_gbps, c.pct_of_tcp,
+        c.p50_ms, c.p99_ms, c.cpu_s_per_gb));
+  }
+  return absl::StrFormat(
+      "{\n  \"servers\": %d,\n  \"workers\": %d,\n  \"tcp\": {\"bytes\": %d, \"seconds\": %.4f, "
+      "\"goodput_gbps\": %.4f, \"cpu_s_per_gb\": %.4f},\n  \"results\": [\n%s\n  ]\n}\n",
+      servers, workers, tcp.bytes, tcp.seconds, tcp.goodput_gbps, tcp.cpu_s_per_gb,
+      absl::StrJoin(rows, ",\n"));
+}
+
+int Main() {
+  const int servers = absl::GetFlag(FLAGS_servers);
+  const int workers = absl::GetFlag(FLAGS_workers);
+  const int iterations = absl::GetFlag(FLAGS_iterations);
+  const bool quick = absl::GetFlag(FLAGS_quick);
+  double min_seconds = absl::GetFlag(FLAGS_min_seconds);
+  auto fail = [](const std::string& msg) {
+    std::fprintf(stderr, "tessera-bench-pushpull: %s\n", msg.c_str());
+    return 2;
+  };
+  if (servers < 1 || servers > 64) return fail("--servers must be in [1, 64]");
+  if (workers < 1 || workers > 256) return fail("--workers must be in [1, 256]");
+  if (iterations < 0 || iterations > kMaxIterations) {
+    return fail(absl::StrCat("--iterations must be in [0, ", kMaxIterations, "]"));
+  }
+  if (!(min_seconds > 0) || min_seconds > 600) return fail("--min_seconds must be in (0, 600]");
+  if (quick) min_seconds /= 5;
+
+  std::vector<Mode> modes;
+  for (absl::string_view m : absl::StrSplit(absl::GetFlag(FLAGS_modes), ',', absl::SkipEmpty())) {
+    m = absl::StripAsciiWhitespace(m);
+    if (m == "push") modes.push_back(Mode::kPush);
+    else if (m == "pull") modes.push_back(Mode::kPull);
+    else if (m == "pushpull" || m == "push+pull") modes.push_back(Mode::kPushPull);
+    else return fail(absl::StrCat("unknown mode '", m, "' in --modes (push, pull, pushpull)"));
+  }
+  if (modes.empty()) return fail("--modes is empty");
+
+  uint64_t max_bytes = 0;
+  if (!absl::GetFlag(FLAGS_max_bytes).empty()) {
+    auto b = ParseBytes(absl::GetFlag(FLAGS_max_bytes));
+    if (!b.ok()) return fail(absl::StrCat("--max_bytes: ", b.status().message()));
+    max_bytes = *b;
+  }
+  std::vector<uint64_t> sizes;
+  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_sizes), ',', absl::SkipEmpty())) {
+    auto b = ParseBytes(s);
+    if (!b.ok()) return fail(absl::StrCat("--sizes: ", b.status().message()));
+    if (*b % sizeof(float) != 0) {
+      return fail(absl::StrCat("--sizes: ", *b, " bytes is not a multiple of 4 (float32)"));
+    }
+    if (max_bytes > 0 && *b > max_bytes) continue;
+    if (quick && *b > 64 * kMiB) continue;
+    sizes.push_back(*b);
+  }
+  if (sizes.empty()) return fail("no sizes left to run (see --sizes, --max_bytes, --quick)");
+
+  // Open the output files now: a bad path fails before the long run.
+  std::ofstream csv_out, json_out;
+  if (const std::string path = absl::GetFlag(FLAGS_csv); !path.empty()) {
+    csv_out.open(path, std::ios::binary | std::ios::trunc);
+    if (!csv_out) return fail(absl::StrCat("--csv: cannot open ", path, " for writing"));
+  }
+  if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
+    json_out.open(path, std::ios::binary | std::ios::trunc);
+    if (!json_out) return fail(absl::StrCat("--json: cannot open ", path, " for writing"));
+  }
+
+  // The servers' INFO lines (job created, dropped) would interleave with the table.
+  spdlog::set_level(spdlog::level::warn);
+
+  const uint64_t tcp_bytes = quick ? 256 * kMiB : 1024 * kMiB;
+  std::printf("tessera-bench-pushpull: %d server(s) x %d worker(s), ASYNC, loopback gRPC; "
+              "GB = 1e9 bytes\n", servers, workers);
+  std::fflush(stdout);
+  absl::StatusOr<TcpResult> tcp = RunTcpBaseline(tcp_bytes);
+  if (!tcp.ok()) return fail(std::string(tcp.status().message()));
+  std::printf("raw TCP loopback: %s in 1 MiB write()s, %.3f s, %.3f GB/s, %.3f CPU s/GB\n\n",
+              SizeLabel(tcp->bytes).c_str(), tcp->seconds, tcp->goodput_gbps, tcp->cpu_s_per_gb);
+  std::printf("%-9s %9s %7s %10s %9s %10s %10s %9s\n", "mode", "size", "iters", "GB/s",
+              "% of TCP", "p50 ms", "p99 ms", "CPU s/GB");
+  std::fflush(stdout);
+
+  Bench bench(servers, workers);
+  if (absl::Status st = bench.StartServers(); !st.ok()) {
+    bench.StopServers();
+    return fail(std::string(st.message()));
+  }
+  std::vector<Cell> cells;
+  for (uint64_t size : sizes) {
+    if (absl::Status st = bench.CreateJob(size); !st.ok()) {
+      bench.StopServers();
+      return fail(std::string(st.message()));
+    }
+    for (Mode mode : modes) {
+      absl::StatusOr<Cell> c = bench.Run(mode, size, iterations, min_seconds);
+      if (!c.ok()) {
+        bench.StopServers();
+        return fail(absl::StrCat(ModeName(mode), " ", SizeLabel(size), ": ",
+                                 c.status().ToString()));
+      }
+      c->pct_of_tcp = 100.0 * c->goodput_gbps / tcp->goodput_gbps;
+      std::printf("%-9s %9s %7d %10.3f %8.1f%% %10.3f %10.3f %9.3f\n", ModeName(mode),
+                  SizeLabel(size).c_str(), c->iterations, c->goodput_gbps, c->pct_of_tcp, c->p50_ms,
+                  c->p99_ms, c->cpu_s_per_gb);
+      std::fflush(stdout);
+      cells.push_back(*c);
+    }
+    if (absl::Status st = bench.DropJob(); !st.ok()) {
+      bench.StopServers();
+      return fail(std::string(st.message()));
+    }
+  }
+  bench.StopServers();
+
+  if (csv_out.is_open()) {
+    csv_out << Csv(cells, *tcp, servers, workers);
+    csv_out.close();
+    if (!csv_out) return fail(absl::StrCat("--csv: cannot write ", absl::GetFlag(FLAGS_csv)));
+  }
+  if (json_out.is_open()) {
+    json_out << Json(cells, *tcp, servers, workers);
+    json_out.close();
+    if (!json_out) return fail(absl::StrCat("--json: cannot write ", absl::GetFlag(FLAGS_json)));
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace tessera::tools
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Push/pull goodput, latency and CPU cost against raw TCP loopback.\n"
+      "Usage: tessera-bench-pushpull [--servers=1] [--workers=1] [--sizes=4K,64K,1M,16M,64M,256M] "
+      "[--modes=push,pull,pushpull] [--quick] [--csv=PATH] [--json=PATH]");
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    std::fprintf(stderr, "tessera-bench-pushpull: unexpected argument '%s' (see --help)\n",
+                 rest[1]);
+    return 2;
+  }
+  return tessera::tools::Main();
+}
