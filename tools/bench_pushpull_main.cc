@@ -50,6 +50,7 @@
 #include "common/job_spec.h"
 #include "common/range.h"
 #include "common/rpc/grpc_status.h"
+#include "common/status_macros.h"
 #include "proto/parameter_service.grpc.pb.h"
 #include "server/rpc/parameter_server.h"
 #include "spdlog/spdlog.h"
@@ -231,6 +232,8 @@ absl::StatusOr<TcpResult> RunTcpBaseline(uint64_t total) {
   return r;
 }
 
+// The servers and the job of one benchmark run. Used by the main thread;
+// Run() starts and joins the worker threads itself.
 class Bench {
  public:
   Bench(int num_servers, int num_workers) : num_servers_(num_servers), num_workers_(num_workers) {}
@@ -286,11 +289,8 @@ class Bench {
       auto stub = ParameterService::NewStub(MakeChannel(ss->address()));
       grpc::ClientContext ctx;
       CreateJobResponse resp;
-      const grpc::Status st = stub->CreateJob(&ctx, create, &resp);
-      if (!st.ok()) {
-        return absl::InternalError(
-            absl::StrCat("create job on server ", s, ": ", st.error_message()));
-      }
+      TESSERA_RETURN_IF_ERROR(FromGrpcStatus(stub->CreateJob(&ctx, create, &resp),
+                                             absl::StrCat("create job on ", ss->address())));
     }
     return absl::OkStatus();
   }
@@ -302,10 +302,9 @@ class Bench {
       DropJobRequest req;
       req.set_job_id(kJobId);
       DropJobResponse resp;
-      const grpc::Status st = stub->DropJob(&ctx, req, &resp);
-      if (!st.ok()) {
-        return absl::InternalError(absl::StrCat("drop job on server ", s, ": ", st.error_message()));
-      }
+      TESSERA_RETURN_IF_ERROR(FromGrpcStatus(
+          stub->DropJob(&ctx, req, &resp),
+          absl::StrCat("drop job on ", plan_.servers(s).address())));
     }
     return absl::OkStatus();
   }
