@@ -48,6 +48,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/job_spec.h"
+#include "common/memory.h"
 #include "common/range.h"
 #include "common/rpc/grpc_status.h"
 #include "common/status_macros.h"
@@ -575,6 +576,9 @@ int Main() {
 }  // namespace tessera::tools
 
 int main(int argc, char** argv) {
+  // The same allocator setting as tessera-server and tessera-worker: without it
+  // every chunk buffer over 128 KiB is a fresh mmap and page-faults on each use.
+  tessera::KeepLargeAllocations();
   absl::SetProgramUsageMessage(
       "Push/pull goodput, latency and CPU cost against raw TCP loopback.\n"
       "Usage: tessera-bench-pushpull [--servers=1] [--workers=1] [--sizes=4K,64K,1M,16M,64M,256M] "
