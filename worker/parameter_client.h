@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -32,6 +33,37 @@ class ParameterClient {
   // REQUIRES: params.size() == plan tensors, params[i].size() == tensor i's size.
   virtual absl::Status Pull(int64_t clock, absl::Span<const absl::Span<float>> params,
                             int64_t* view_clock) = 0;
+
+  // A push streamed tensor by tensor, so a worker can send a layer's gradient
+  // as soon as backward produces it while the rest of backward runs:
+  //   BeginPush(clock); PushTensor(i, grad_i) once per tensor of the plan, in
+  //   any order; FinishPush() waits until every server has the whole push.
+  // Nothing is applied unless every tensor was pushed and FinishPush returns
+  // OK (same all-or-nothing rule as Push). The spans given to PushTensor must
+  // stay valid and unchanged until FinishPush returns. After an error the
+  // stream is abandoned; the next BeginPush starts afresh.
+  // The default implementation collects the spans and calls Push in
+  // FinishPush; network clients override it to start sending at once.
+  virtual absl::Status BeginPush(int64_t clock);
+  virtual absl::Status PushTensor(int tensor, absl::Span<const float> grad);
+  virtual absl::Status FinishPush();
+
+  // A pull started now and waited for later, so it can run while the worker
+  // computes: StartPull(clock, params) then FinishPull(view_clock), with the
+  // meaning of Pull(clock, params, view_clock). `params` must stay valid and
+  // untouched by the caller until FinishPull returns. At most one pull is
+  // outstanding. The default implementation does the whole Pull in FinishPull.
+  virtual absl::Status StartPull(int64_t clock, absl::Span<const absl::Span<float>> params);
+  virtual absl::Status FinishPull(int64_t* view_clock);
+
+ private:
+  // State of the default streamed push.
+  int64_t stream_clock_ = -1;
+  std::vector<absl::Span<const float>> stream_grads_;
+  std::vector<bool> stream_seen_;
+  // State of the default started pull.
+  int64_t pull_clock_ = -1;
+  std::vector<absl::Span<float>> pull_params_;
 };
 
 using ParameterClientFactory = std::function<absl::StatusOr<std::unique_ptr<ParameterClient>>(

@@ -61,5 +61,53 @@ TEST(StragglerInjectorTest, PersistentSlowsOnlyItsRank) {
             absl::ZeroDuration());
 }
 
+// Records what reaches Push; Pull is not used.
+class RecordingClient : public ParameterClient {
+ public:
+  absl::Status Push(int64_t clock, absl::Span<const absl::Span<const float>> grads) override {
+    if (grads.size() != 2) return absl::InvalidArgumentError("want 2 tensors");
+    last_clock = clock;
+    pushed.clear();
+    for (auto g : grads) pushed.emplace_back(g.begin(), g.end());
+    return absl::OkStatus();
+  }
+  absl::Status Pull(int64_t, absl::Span<const absl::Span<float>>, int64_t*) override {
+    return absl::UnimplementedError("not used");
+  }
+  int64_t last_clock = -1;
+  std::vector<std::vector<float>> pushed;
+};
+
+TEST(ParameterClientTest, StreamedPushInAnyOrderBecomesOnePush) {
+  RecordingClient client;
+  const std::vector<float> a = {1, 2, 3}, b = {4};
+  ASSERT_TRUE(client.BeginPush(7).ok());
+  ASSERT_TRUE(client.PushTensor(1, b).ok());
+  ASSERT_TRUE(client.PushTensor(0, a).ok());
+  ASSERT_TRUE(client.FinishPush().ok());
+  EXPECT_EQ(client.last_clock, 7);
+  ASSERT_EQ(client.pushed.size(), 2u);
+  EXPECT_EQ(client.pushed[0], a);
+  EXPECT_EQ(client.pushed[1], b);
+}
+
+TEST(ParameterClientTest, StreamedPushRejectsGapsRepeatsAndMissingBegin) {
+  RecordingClient client;
+  const std::vector<float> a = {1};
+  EXPECT_EQ(client.PushTensor(0, a).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(client.FinishPush().code(), absl::StatusCode::kFailedPrecondition);
+
+  ASSERT_TRUE(client.BeginPush(0).ok());
+  ASSERT_TRUE(client.PushTensor(1, a).ok());
+  EXPECT_EQ(client.PushTensor(1, a).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(client.FinishPush().code(), absl::StatusCode::kInvalidArgument);  // tensor 0 missing
+  EXPECT_EQ(client.last_clock, -1);
+
+  ASSERT_TRUE(client.BeginPush(1).ok());
+  ASSERT_TRUE(client.PushTensor(0, a).ok());
+  // One tensor of the plan's two: Push itself refuses.
+  EXPECT_EQ(client.FinishPush().code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace tessera::worker
