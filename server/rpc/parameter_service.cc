@@ -113,31 +113,37 @@ grpc::Status ParameterServiceImpl::Pull(grpc::ServerContext* ctx, const PullRequ
   const std::vector<TensorSlice> slices(req->slices().begin(), req->slices().end());
   const absl::Time deadline =
       std::min(ContextDeadline(*ctx), absl::Now() + options_.max_pull_wait);
-  std::vector<PulledSlice> out;
-  absl::Status s;
+  absl::StatusOr<std::unique_ptr<PullCursor>> cursor;
   while (true) {
     const absl::Time step = std::min(deadline, absl::Now() + kCancelPollInterval);
-    s = store_->Pull(req->job_id(), req->worker(), req->clock(), slices, step, &out);
-    if (s.code() != absl::StatusCode::kDeadlineExceeded || step >= deadline) break;
+    cursor = store_->OpenPull(req->job_id(), req->worker(), req->clock(), slices, step);
+    if (cursor.status().code() != absl::StatusCode::kDeadlineExceeded || step >= deadline) break;
     if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "pull cancelled");
   }
-  if (!s.ok()) return ToGrpcStatus(s);
+  if (!cursor.ok()) return ToGrpcStatus(cursor.status());
 
+  // Each piece is copied from the slice straight into the chunk's bytes, whose
+  // capacity the next piece reuses.
   constexpr size_t kMaxElements = kMaxChunkBytes / sizeof(float);
-  int64_t view_clock = std::numeric_limits<int64_t>::max();
-  for (const PulledSlice& p : out) view_clock = std::min(view_clock, p.view_clock);
   PullChunk chunk;
-  chunk.set_view_clock(view_clock);
-  for (const PulledSlice& p : out) {
-    for (size_t i = 0; i < p.values.size(); i += kMaxElements) {
-      const size_t n = std::min(kMaxElements, p.values.size() - i);
-      chunk.set_tensor(p.tensor);
-      chunk.set_offset(p.range.begin + i);
-      chunk.set_version(p.version);
-      chunk.set_values(reinterpret_cast<const char*>(p.values.data() + i), n * sizeof(float));
-      if (!writer->Write(chunk)) {
-        return grpc::Status(grpc::StatusCode::CANCELLED, "pull: the client went away");
-      }
+  chunk.set_view_clock((*cursor)->view_clock());
+  std::string* bytes = chunk.mutable_values();
+  PullCursor::Piece piece;
+  while (true) {
+    absl::StatusOr<bool> more = (*cursor)->Next(
+        kMaxElements,
+        [&](size_t n) {
+          bytes->resize(n * sizeof(float));
+          return reinterpret_cast<float*>(bytes->data());
+        },
+        &piece);
+    if (!more.ok()) return ToGrpcStatus(more.status());
+    if (!*more) break;
+    chunk.set_tensor(*piece.tensor);
+    chunk.set_offset(piece.offset);
+    chunk.set_version(piece.version);
+    if (!writer->Write(chunk)) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "pull: the client went away");
     }
   }
   return grpc::Status::OK;
