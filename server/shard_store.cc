@@ -329,15 +329,23 @@ void PushSession::ReleaseBuffers() {
 
 absl::Status PushSession::AddChunk(absl::string_view tensor, uint64_t offset,
                                    const char* bytes, size_t nbytes) {
+  return AddChunkWith(tensor, offset, nbytes, [&](char* dst) {
+    std::memcpy(dst, bytes, nbytes);
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PushSession::AddChunkWith(absl::string_view tensor, uint64_t offset, size_t nbytes,
+                                       absl::FunctionRef<absl::Status(char* dst)> fill) {
   if (finished_) return absl::FailedPreconditionError("push session already committed");
   if (!error_.ok()) return error_;
-  absl::Status status = AddChunkImpl(tensor, offset, bytes, nbytes);
+  absl::Status status = AddChunkImpl(tensor, offset, nbytes, fill);
   if (!status.ok()) error_ = status;
   return status;
 }
 
-absl::Status PushSession::AddChunkImpl(absl::string_view tensor, uint64_t offset,
-                                       const char* bytes, size_t nbytes) {
+absl::Status PushSession::AddChunkImpl(absl::string_view tensor, uint64_t offset, size_t nbytes,
+                                       absl::FunctionRef<absl::Status(char* dst)> fill) {
   if (nbytes % sizeof(float) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "push to '", tensor, "' at offset ", offset, ": ", nbytes,
@@ -370,7 +378,7 @@ absl::Status PushSession::AddChunkImpl(absl::string_view tensor, uint64_t offset
         absl::StrCat("push to '", tensor, "': elements [", r.begin, ",", r.end,
                      ") overlap elements already pushed in this stream"));
   }
-  std::memcpy(b->values.data() + lb, bytes, nbytes);
+  TESSERA_RETURN_IF_ERROR(fill(reinterpret_cast<char*>(b->values.data() + lb)));
   // Insert [lb, le), merged with touching neighbours so in-order chunks keep
   // the map at one entry.
   uint64_t begin = lb, end = le;

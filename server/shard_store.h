@@ -133,6 +133,13 @@ class PushSession {
   absl::Status AddChunk(absl::string_view tensor, uint64_t offset, const char* bytes,
                         size_t nbytes);
 
+  // As AddChunk, but the bytes are written by `fill` straight into the
+  // staging buffer (e.g. from a network buffer, without an intermediate
+  // copy). `fill` gets a destination of `nbytes` bytes, called only after
+  // every check passed; an error it returns fails the session.
+  absl::Status AddChunkWith(absl::string_view tensor, uint64_t offset, size_t nbytes,
+                            absl::FunctionRef<absl::Status(char* dst)> fill);
+
   // Applies the push. Every slice touched must be fully covered, else
   // INVALID_ARGUMENT "push to 'dense0/w' covered 10 of 1000 elements of slice
   // [0,1000)"; a push that touched nothing is INVALID_ARGUMENT. The checks of
@@ -149,8 +156,8 @@ class PushSession {
   friend class ShardStore;
   PushSession(std::shared_ptr<internal::Job> job, int worker, int64_t clock);
 
-  absl::Status AddChunkImpl(absl::string_view tensor, uint64_t offset, const char* bytes,
-                            size_t nbytes);
+  absl::Status AddChunkImpl(absl::string_view tensor, uint64_t offset, size_t nbytes,
+                            absl::FunctionRef<absl::Status(char* dst)> fill);
   absl::Status CommitImpl();
   void ReleaseBuffers();
 
