@@ -11,8 +11,9 @@
 // Thread safety: every function is reentrant; calls on disjoint outputs may run
 // on different threads at once. Each call runs on the calling thread only.
 //
-// The CUDA versions (kernels/cuda, later) keep the same signatures over device
-// pointers; these are the reference they are tested against.
+// The CUDA versions (kernels/cuda/cuda_kernels.h) keep the same arguments over
+// device pointers plus a stream; these are the reference they are tested
+// against. fp32 <-> fp16/bf16 conversions are in kernels/convert.h.
 
 #include <cstdint>
 
@@ -66,6 +67,71 @@ void SoftmaxCrossEntropy(const float* logits, const int32_t* labels, int batch, 
 // SoftmaxCrossEntropy does, writes nothing else. REQUIRES: as above.
 void SoftmaxCrossEntropyLoss(const float* logits, const int32_t* labels, int batch, int classes,
                              double* loss_sum, int64_t* correct);
+
+// ---- Fused bias + activation -------------------------------------------
+
+enum class Activation {
+  kIdentity,  // y = z
+  kRelu,      // y = max(0, z)
+  kGelu,      // y = z * Phi(z) = 0.5 z (1 + erf(z / sqrt 2))  (exact GELU, not tanh)
+};
+
+// y[i][j] = act(x[i][j] + bias[j]) for an m x n matrix. In place (y == x) is
+// allowed, but a GELU layer's backward needs x, so keep it when act == kGelu.
+// REQUIRES: m, n >= 0; x and y hold m*n floats (dense rows), bias holds n.
+void BiasActivation(int m, int n, const float* x, const float* bias, Activation act, float* y);
+
+// Backward of BiasActivation, fused with the bias gradient:
+//   dz[i][j] = dy[i][j] * act'(x[i][j] + bias[j])
+//   db[j]    = sum_i dz[i][j]        (skipped when db is null; summed in double)
+// Which forward values it reads depends on act:
+//   kIdentity: none;  kRelu: y (the forward output; dz = dy where y > 0);
+//   kGelu: x and bias (the forward input; y is not read and may be null).
+// Unused pointers may be null. dz may equal dy. dz and db are write-only.
+// REQUIRES: m, n >= 0; the pointers act reads hold m*n (x, y, dy, dz) / n floats.
+void BiasActivationBackward(int m, int n, Activation act, const float* dy, const float* x,
+                            const float* bias, const float* y, float* dz, float* db);
+
+// ---- Embeddings ---------------------------------------------------------
+
+// out[i][:] = table[ids[i]][:] for i < n (rows of `dim` floats).
+// REQUIRES: n >= 0, dim >= 1, 0 <= ids[i] < table_rows; out holds n*dim floats
+//   and does not overlap table.
+void EmbeddingGather(int64_t n, int dim, const float* table, int64_t table_rows,
+                     const int64_t* ids, float* out);
+
+// Sparse-gradient scatter-add with key deduplication: the n row gradients
+// grads[i][:] for keys[i] become one summed row per distinct key.
+//   unique_keys[0..u) = the distinct keys, ascending;
+//   summed[j][:]      = sum of grads[i][:] over i with keys[i] == unique_keys[j],
+//                       added in increasing i (so every backend sums in the
+//                       same order and agrees bit for bit).
+// Returns u (0 <= u <= n). The first u entries / rows of unique_keys and summed
+// are written; the rest are left as they were.
+// REQUIRES: n >= 0, dim >= 1; unique_keys holds n, summed n*dim.
+int64_t EmbeddingScatterAdd(int64_t n, int dim, const uint64_t* keys, const float* grads,
+                            uint64_t* unique_keys, float* summed);
+
+// ---- Fused optimizer updates (worker-local state) -------------------------
+// The formulas of the parameter servers (server/optimizer.h), so local and
+// remote updates agree. Weight decay is L2 added to the gradient: g' = g + wd w.
+
+// SGD with momentum mu: v = mu v + g'; w -= lr (g' + mu v) if nesterov, else lr v.
+// mu == 0: w -= lr g' and velocity is not used (may be null).
+// REQUIRES: n >= 0; w, g (and velocity when mu != 0) hold n floats.
+void SgdUpdate(int64_t n, float lr, float momentum, bool nesterov, float weight_decay, float* w,
+               const float* g, float* velocity);
+
+// Adam at step t (t >= 1, counted after this update's increment):
+//   m = b1 m + (1-b1) g'; v = b2 v + (1-b2) g'^2;
+//   w -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)
+// with the bias corrections computed in double and rounded to float.
+// REQUIRES: n >= 0, t >= 1; w, g, m, v hold n floats.
+void AdamUpdate(int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                int64_t t, float* w, const float* g, float* m, float* v);
+
+// The bias corrections AdamUpdate uses: {1 - b1^t, 1 - b2^t} as floats.
+void AdamBiasCorrections(float beta1, float beta2, int64_t t, float* bc1, float* bc2);
 
 }  // namespace tessera::kernels
 

@@ -350,6 +350,9 @@ void PrintUsage(const std::vector<Command>& commands) {
   std::printf("  %-8s %s\n", "",
               "`tessera bench pushpull`: push/pull goodput, p50/p99 latency and CPU s/GB by "
               "tensor size, against raw TCP loopback.");
+  std::printf("  %-8s %s\n", "",
+              "`tessera bench kernels`: CUDA kernels' GB/s and TFLOP/s beside a device copy and "
+              "a large cuBLAS GEMM (needs a GPU).");
   std::printf("\n`tessera COMMAND --help` describes a command and its flags.\n");
 }
 
@@ -380,9 +383,10 @@ int main(int argc, char** argv) {
   if (name == "bench") {
     // Benchmarks are programs of their own next to this one.
     const std::string which = argc < 3 ? "" : argv[2];
-    if (which != "consistency" && which != "pushpull") {
+    if (which != "consistency" && which != "pushpull" && which != "kernels") {
       std::fprintf(stderr,
-                   "Usage: tessera bench consistency|pushpull [flags] (--help for the flags)\n");
+                   "Usage: tessera bench consistency|pushpull|kernels [flags] (--help for the "
+                   "flags)\n");
       return 2;
     }
     const std::string program = SelfDir() + "/tessera-bench-" + which;

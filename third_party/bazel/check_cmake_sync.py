@@ -4,7 +4,13 @@
 The CMakeLists.txt files are the source of truth; the BUILD files mirror them
 with explicit srcs lists, which drift when a .cc is added.  Run from anywhere:
     third_party/bazel/check_cmake_sync.py [--output_user_root=DIR]
-Exits 1 when the two builds disagree about which .cc files are compiled.
+Exits 1 when the two builds disagree about which .cc / .cu files are compiled.
+
+CUDA: both builds compile the .cu files of kernels/cuda and the CUDA-only .cc
+files (a path component starting with "cuda": cuda/ folders, cuda_*.cc) only
+when nvcc is there (CMake: check_language(CUDA); Bazel: cuda_configure, i.e.
+$CUDA_PATH/bin/nvcc, default /usr/local/cuda, unless TESSERA_DISABLE_CUDA=1).
+Without it they are left out of the CMake side of the comparison too.
 """
 import os
 import re
@@ -40,9 +46,21 @@ def bazel_sources(extra):
     return found
 
 
+def have_cuda():
+    if os.environ.get("TESSERA_DISABLE_CUDA", "0") not in ("", "0"):
+        return False
+    return os.path.exists(os.path.join(os.environ.get("CUDA_PATH", "/usr/local/cuda"), "bin", "nvcc"))
+
+
+def cuda_only(path):
+    return path.endswith(".cu") or any(p.startswith("cuda") for p in path.split(os.sep))
+
+
 def main():
     extra = [a for a in sys.argv[1:] if a.startswith("--output_user_root")]
     cm, bz = cmake_sources(), bazel_sources(extra)
+    if not have_cuda():
+        cm = {f for f in cm if not cuda_only(f)}
     only_cmake = sorted(cm - bz)
     only_bazel = sorted(bz - cm)
     for f in only_cmake:
@@ -50,7 +68,8 @@ def main():
     for f in only_bazel:
         print("in Bazel, not in CMake:      ", f)
     if not only_cmake and not only_bazel:
-        print("CMake and Bazel compile the same %d .cc files" % len(cm))
+        print("CMake and Bazel compile the same %d .cc/.cu files (%d .cu)"
+              % (len(cm), len([f for f in cm if f.endswith(".cu")])))
     return 1 if only_cmake or only_bazel else 0
 
 

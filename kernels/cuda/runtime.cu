@@ -1,0 +1,188 @@
+#include "kernels/cuda/runtime.h"
+
+#include <utility>
+
+#include "kernels/cuda/check.h"
+
+namespace tessera::kernels::cuda {
+
+int DeviceCount() {
+  int count = 0;
+  if (!ProbeDevices(&count).ok()) return 0;
+  return count;
+}
+
+KernelStatus ProbeDevices(int* count) {
+  *count = 0;
+  const cudaError_t err = cudaGetDeviceCount(count);
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // not sticky, but leave no trace for later launches' checks
+    *count = 0;
+    return KernelStatus(KernelCode::kUnavailable,
+                        std::string("cudaGetDeviceCount: ") + cudaGetErrorName(err) + " (" +
+                            cudaGetErrorString(err) + ")");
+  }
+  if (*count == 0) return KernelStatus(KernelCode::kUnavailable, "cudaGetDeviceCount: 0 devices");
+  return KernelStatus::Ok();
+}
+
+KernelStatus GetDeviceInfo(int ordinal, DeviceInfo* info) {
+  cudaDeviceProp prop;
+  TESSERA_KERNEL_RETURN_IF_ERROR(
+      FromCuda(cudaGetDeviceProperties(&prop, ordinal),
+               "cudaGetDeviceProperties(" + std::to_string(ordinal) + ")"));
+  info->name = prop.name;
+  info->major = prop.major;
+  info->minor = prop.minor;
+  info->multiprocessors = prop.multiProcessorCount;
+  info->global_memory_bytes = prop.totalGlobalMem;
+  return KernelStatus::Ok();
+}
+
+KernelStatus SetDevice(int ordinal) {
+  int count = 0;
+  TESSERA_KERNEL_RETURN_IF_ERROR(ProbeDevices(&count));
+  if (ordinal < 0 || ordinal >= count) {
+    return InvalidArgument("cuda:" + std::to_string(ordinal) + " does not exist (" +
+                           std::to_string(count) + " device(s))");
+  }
+  return FromCuda(cudaSetDevice(ordinal), "cudaSetDevice(" + std::to_string(ordinal) + ")");
+}
+
+// ---- DeviceBuffer ----
+DeviceBuffer::~DeviceBuffer() {
+  if (ptr_ != nullptr) cudaFree(ptr_);
+}
+DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
+    : ptr_(std::exchange(other.ptr_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
+  if (this != &other) {
+    if (ptr_ != nullptr) cudaFree(ptr_);
+    ptr_ = std::exchange(other.ptr_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+  }
+  return *this;
+}
+KernelStatus DeviceBuffer::Allocate(size_t bytes, DeviceBuffer* out) {
+  DeviceBuffer b;
+  if (bytes > 0) {
+    TESSERA_KERNEL_RETURN_IF_ERROR(
+        FromCuda(cudaMalloc(&b.ptr_, bytes), "cudaMalloc(" + std::to_string(bytes) + " bytes)"));
+    b.bytes_ = bytes;
+  }
+  *out = std::move(b);
+  return KernelStatus::Ok();
+}
+
+// ---- PinnedBuffer ----
+PinnedBuffer::~PinnedBuffer() {
+  if (ptr_ != nullptr) cudaFreeHost(ptr_);
+}
+PinnedBuffer::PinnedBuffer(PinnedBuffer&& other) noexcept
+    : ptr_(std::exchange(other.ptr_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& other) noexcept {
+  if (this != &other) {
+    if (ptr_ != nullptr) cudaFreeHost(ptr_);
+    ptr_ = std::exchange(other.ptr_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+  }
+  return *this;
+}
+KernelStatus PinnedBuffer::Allocate(size_t bytes, PinnedBuffer* out) {
+  PinnedBuffer b;
+  if (bytes > 0) {
+    TESSERA_KERNEL_RETURN_IF_ERROR(FromCuda(cudaMallocHost(&b.ptr_, bytes),
+                                            "cudaMallocHost(" + std::to_string(bytes) + " bytes)"));
+    b.bytes_ = bytes;
+  }
+  *out = std::move(b);
+  return KernelStatus::Ok();
+}
+
+// ---- Stream ----
+Stream::~Stream() {
+  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+}
+Stream::Stream(Stream&& other) noexcept : stream_(std::exchange(other.stream_, nullptr)) {}
+Stream& Stream::operator=(Stream&& other) noexcept {
+  if (this != &other) {
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+    stream_ = std::exchange(other.stream_, nullptr);
+  }
+  return *this;
+}
+KernelStatus Stream::Create(Stream* out) {
+  Stream s;
+  TESSERA_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&s.stream_, cudaStreamNonBlocking));
+  *out = std::move(s);
+  return KernelStatus::Ok();
+}
+KernelStatus Stream::Synchronize() const {
+  return FromCuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+}
+
+// ---- Event ----
+Event::~Event() {
+  if (event_ != nullptr) cudaEventDestroy(event_);
+}
+Event::Event(Event&& other) noexcept : event_(std::exchange(other.event_, nullptr)) {}
+Event& Event::operator=(Event&& other) noexcept {
+  if (this != &other) {
+    if (event_ != nullptr) cudaEventDestroy(event_);
+    event_ = std::exchange(other.event_, nullptr);
+  }
+  return *this;
+}
+KernelStatus Event::Create(bool timing, Event* out) {
+  Event e;
+  TESSERA_CUDA_RETURN_IF_ERROR(
+      cudaEventCreateWithFlags(&e.event_, timing ? cudaEventDefault : cudaEventDisableTiming));
+  *out = std::move(e);
+  return KernelStatus::Ok();
+}
+KernelStatus Event::Record(const Stream& stream) {
+  return FromCuda(cudaEventRecord(event_, stream.get()), "cudaEventRecord");
+}
+KernelStatus Event::MakeWait(const Stream& stream) const {
+  return FromCuda(cudaStreamWaitEvent(stream.get(), event_, 0), "cudaStreamWaitEvent");
+}
+KernelStatus Event::Synchronize() const {
+  return FromCuda(cudaEventSynchronize(event_), "cudaEventSynchronize");
+}
+KernelStatus Event::ElapsedMsSince(const Event& start, float* ms) const {
+  return FromCuda(cudaEventElapsedTime(ms, start.event_, event_), "cudaEventElapsedTime");
+}
+
+// ---- CublasHandle ----
+CublasHandle::~CublasHandle() {
+  if (handle_ != nullptr) cublasDestroy(handle_);
+}
+CublasHandle::CublasHandle(CublasHandle&& other) noexcept
+    : handle_(std::exchange(other.handle_, nullptr)) {}
+CublasHandle& CublasHandle::operator=(CublasHandle&& other) noexcept {
+  if (this != &other) {
+    if (handle_ != nullptr) cublasDestroy(handle_);
+    handle_ = std::exchange(other.handle_, nullptr);
+  }
+  return *this;
+}
+KernelStatus CublasHandle::Create(CublasHandle* out) {
+  CublasHandle h;
+  TESSERA_CUBLAS_RETURN_IF_ERROR(cublasCreate(&h.handle_));
+  *out = std::move(h);
+  return KernelStatus::Ok();
+}
+
+KernelStatus CopyAsync(void* dst, const void* src, size_t bytes, const Stream& stream) {
+  if (bytes == 0) return KernelStatus::Ok();
+  return FromCuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, stream.get()),
+                  "cudaMemcpyAsync(" + std::to_string(bytes) + " bytes)");
+}
+
+KernelStatus MemsetAsync(void* dst, int value, size_t bytes, const Stream& stream) {
+  if (bytes == 0) return KernelStatus::Ok();
+  return FromCuda(cudaMemsetAsync(dst, value, bytes, stream.get()),
+                  "cudaMemsetAsync(" + std::to_string(bytes) + " bytes)");
+}
+
+}  // namespace tessera::kernels::cuda
