@@ -20,6 +20,7 @@ void ApplyJobDefaults(JobSpec* spec) {
   if (spec->num_workers() == 0) spec->set_num_workers(1);
   if (spec->num_servers() == 0) spec->set_num_servers(1);
   if (spec->log_every_steps() == 0) spec->set_log_every_steps(20);
+  if (spec->compression().topk_ratio() == 0) spec->mutable_compression()->set_topk_ratio(0.01);
   DataSpec* data = spec->mutable_data();
   if (data->format() == DataSpec::FORMAT_UNSPECIFIED) data->set_format(DataSpec::IDX);
   if (data->path().empty()) data->set_path(kDefaultDataPath);
@@ -114,7 +115,46 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
     return bad("straggler.persistent_factor must be in [0, 100] (<= 1 is off), got ",
                st.persistent_factor());
   }
+  const CompressionSpec& c = spec.compression();
+  if (!Compression_IsValid(c.codec())) return bad("compression.codec: unknown codec ", c.codec());
+  if (!(c.topk_ratio() > 0 && c.topk_ratio() <= 1)) {
+    return bad("compression.topk_ratio must be in (0, 1], got ", c.topk_ratio());
+  }
+  if (c.min_elements() < 0) return bad("compression.min_elements must be >= 0");
+  for (const auto& [name, codec] : c.tensors()) {
+    if (name.empty()) return bad("compression.tensors: empty tensor name");
+    if (!Compression_IsValid(codec)) {
+      return bad("compression.tensors.", name, ": unknown codec ", codec);
+    }
+  }
   return absl::OkStatus();
+}
+
+std::string CompressionName(Compression codec) {
+  switch (codec) {
+    case COMPRESSION_NONE: return "none";
+    case COMPRESSION_FP16: return "fp16";
+    case COMPRESSION_BF16: return "bf16";
+    case COMPRESSION_TOPK: return "topk";
+    case COMPRESSION_ONEBIT: return "onebit";
+    default: return absl::StrCat("codec ", static_cast<int>(codec));
+  }
+}
+
+absl::StatusOr<Compression> ParseCompression(const std::string& name) {
+  for (Compression c : {COMPRESSION_NONE, COMPRESSION_FP16, COMPRESSION_BF16, COMPRESSION_TOPK,
+                        COMPRESSION_ONEBIT}) {
+    if (name == CompressionName(c)) return c;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown compression codec '", name, "' (want none, fp16, bf16, topk or onebit)"));
+}
+
+Compression TensorCompression(const CompressionSpec& spec, const TensorSpec& tensor) {
+  auto it = spec.tensors().find(tensor.name());
+  if (it != spec.tensors().end()) return it->second;
+  if (static_cast<int64_t>(tensor.size()) < spec.min_elements()) return COMPRESSION_NONE;
+  return spec.codec();
 }
 
 std::string ModeName(ConsistencyMode mode) {

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "proto/job.pb.h"
 
 namespace tessera {
@@ -14,7 +15,8 @@ inline constexpr char kDefaultDataPath[] = "/usr/share/datasets/fashion-mnist";
 // Fills every unset field of `spec` with its documented default:
 // name "job", batch_size 64, epochs 1, mode sync, data IDX at kDefaultDataPath,
 // seed 1, num_workers 1, num_servers 1, log_every_steps 20; optimizer
-// momentum/betas/epsilon/accumulator per optimizer kind.
+// momentum/betas/epsilon/accumulator per optimizer kind; compression
+// topk_ratio 0.01.
 void ApplyJobDefaults(JobSpec* spec);
 
 // Checks a spec after ApplyJobDefaults. INVALID_ARGUMENT naming the field
@@ -26,6 +28,14 @@ std::string ModeName(ConsistencyMode mode);
 std::string JobStateName(JobState state);
 std::string ModelName(ModelSpec::Kind kind);
 std::string OptimizerName(OptimizerSpec::Kind kind);
+std::string CompressionName(Compression codec);
+// The codec named `name` ("none", "fp16", "bf16", "topk", "onebit");
+// INVALID_ARGUMENT listing those for anything else.
+absl::StatusOr<Compression> ParseCompression(const std::string& name);
+
+// The codec a tensor travels with under `spec`: its per-tensor entry, else
+// NONE below min_elements, else the job's codec.
+Compression TensorCompression(const CompressionSpec& spec, const TensorSpec& tensor);
 
 }  // namespace tessera
 

@@ -746,6 +746,7 @@ absl::StatusOr<bool> PullCursor::Next(size_t max_elements,
     piece->version = s->version;
   }
   piece->tensor = &src.tensor;
+  piece->range = next_source_;
   piece->offset = src.range.begin + next_offset_;
   piece->size = n;
   next_offset_ += n;

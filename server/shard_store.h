@@ -57,6 +57,7 @@ class PullCursor {
     uint64_t offset = 0;                  // element offset in the whole tensor
     size_t size = 0;                      // elements
     int64_t version = 0;                  // the slice's version when copied
+    size_t range = 0;                     // index of the requested range it belongs to
   };
   ~PullCursor();
   PullCursor(const PullCursor&) = delete;
@@ -74,6 +75,9 @@ class PullCursor {
   int64_t view_clock() const { return view_clock_; }
   // Elements the pull returns in all.
   uint64_t total_elements() const { return total_; }
+  // Index of the requested range the next Next() reads from (== the number
+  // of ranges when done).
+  size_t next_range() const { return next_source_; }
 
  private:
   friend class ShardStore;

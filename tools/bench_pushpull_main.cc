@@ -71,6 +71,10 @@ ABSL_FLAG(std::string, max_bytes, "", "Skip sizes larger than this (same syntax 
 ABSL_FLAG(bool, quick, false,
           "Skip sizes above 64 MiB, run each cell for a fifth of --min_seconds and the TCP "
           "baseline on 256 MiB instead of 1 GiB.");
+ABSL_FLAG(std::string, compression, "none",
+          "Transfer codec of the tensor: none, fp16, bf16, topk (1% of each chunk, error "
+          "feedback) or onebit. Goodput counts float32 tensor bytes; 'wire' is the share "
+          "of them that crossed the wire.");
 ABSL_FLAG(std::string, csv, "", "Also write the results as CSV to this path.");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this path.");
 
@@ -102,6 +106,7 @@ struct Cell {
   double p50_ms = 0;
   double p99_ms = 0;
   double cpu_s_per_gb = 0;
+  double wire_ratio = 1;  // payload bytes on the wire / float32 tensor bytes
 };
 
 struct TcpResult {
@@ -237,7 +242,8 @@ absl::StatusOr<TcpResult> RunTcpBaseline(uint64_t total) {
 // Run() starts and joins the worker threads itself.
 class Bench {
  public:
-  Bench(int num_servers, int num_workers) : num_servers_(num_servers), num_workers_(num_workers) {}
+  Bench(int num_servers, int num_workers, Compression codec)
+      : num_servers_(num_servers), num_workers_(num_workers), codec_(codec) {}
 
   absl::Status StartServers() {
     for (int s = 0; s < num_servers_; ++s) {
@@ -263,12 +269,14 @@ class Bench {
     spec.set_mode(ASYNC);
     spec.set_num_workers(num_workers_);
     spec.set_num_servers(num_servers_);
+    spec.mutable_compression()->set_codec(codec_);
     ApplyJobDefaults(&spec);
     TensorSpec tensor;
     tensor.set_name("w");
     tensor.set_size(bytes / sizeof(float));
     plan_ = TensorPlan();
     *plan_.add_tensors() = tensor;
+    *plan_.mutable_compression() = spec.compression();
     for (int s = 0; s < num_servers_; ++s) {
       ServerSlices* ss = plan_.add_servers();
       ss->set_server_id(absl::StrCat("s", s));
@@ -383,12 +391,20 @@ class Bench {
       });
     }
     while (ready.load() < num_workers_) std::this_thread::yield();
+    std::vector<worker::GrpcParameterClient::TransferBytes> bytes0;
+    for (const auto& client : clients) bytes0.push_back(client->transfer_bytes());
     const double cpu0 = CpuSeconds();
     const double t0 = Now();
     go = true;
     for (auto& t : threads) t.join();
     const double seconds = Now() - t0;
     const double cpu = CpuSeconds() - cpu0;
+    double wire = 0, raw = 0;
+    for (int w = 0; w < num_workers_; ++w) {
+      const auto b = clients[w]->transfer_bytes();
+      wire += double(b.push_wire - bytes0[w].push_wire) + double(b.pull_wire - bytes0[w].pull_wire);
+      raw += double(b.push_raw - bytes0[w].push_raw) + double(b.pull_raw - bytes0[w].pull_raw);
+    }
     for (int w = 0; w < num_workers_; ++w) {
       if (!results[w].ok()) {
         return absl::Status(results[w].code(),
@@ -413,12 +429,14 @@ class Bench {
     c.p50_ms = quantile(0.50) * 1e3;
     c.p99_ms = quantile(0.99) * 1e3;
     c.cpu_s_per_gb = cpu / (moved / 1e9);
+    c.wire_ratio = raw > 0 ? wire / raw : 1;
     return c;
   }
 
  private:
   const int num_servers_;
   const int num_workers_;
+  const Compression codec_;
   std::vector<std::unique_ptr<server::ParameterServer>> servers_;
   TensorPlan plan_;
 };
@@ -426,13 +444,14 @@ class Bench {
 std::string Csv(const std::vector<Cell>& cells, const TcpResult& tcp, int servers, int workers) {
   std::string out =
       "mode,size_bytes,servers,workers,iterations_per_worker,seconds,goodput_gbps,pct_of_tcp,"
-      "p50_ms,p99_ms,cpu_s_per_gb\n";
-  absl::StrAppendFormat(&out, "tcp,%d,0,1,%d,%.4f,%.4f,100.0,,,%.4f\n", kMiB, tcp.bytes / kMiB,
+      "p50_ms,p99_ms,cpu_s_per_gb,wire_ratio\n";
+  absl::StrAppendFormat(&out, "tcp,%d,0,1,%d,%.4f,%.4f,100.0,,,%.4f,1\n", kMiB, tcp.bytes / kMiB,
                         tcp.seconds, tcp.goodput_gbps, tcp.cpu_s_per_gb);
   for (const Cell& c : cells) {
-    absl::StrAppendFormat(&out, "%s,%d,%d,%d,%d,%.4f,%.4f,%.1f,%.4f,%.4f,%.4f\n", ModeName(c.mode),
-                          c.size_bytes, servers, workers, c.iterations, c.seconds, c.goodput_gbps,
-                          c.pct_of_tcp, c.p50_ms, c.p99_ms, c.cpu_s_per_gb);
+    absl::StrAppendFormat(&out, "%s,%d,%d,%d,%d,%.4f,%.4f,%.1f,%.4f,%.4f,%.4f,%.4f\n",
+                          ModeName(c.mode), c.size_bytes, servers, workers, c.iterations, c.seconds,
+                          c.goodput_gbps, c.pct_of_tcp, c.p50_ms, c.p99_ms, c.cpu_s_per_gb,
+                          c.wire_ratio);
   }
   return out;
 }
@@ -443,9 +462,9 @@ std::string Json(const std::vector<Cell>& cells, const TcpResult& tcp, int serve
     rows.push_back(absl::StrFormat(
         "    {\"mode\": \"%s\", \"size_bytes\": %d, \"iterations_per_worker\": %d, "
         "\"seconds\": %.4f, \"goodput_gbps\": %.4f, \"pct_of_tcp\": %.1f, \"p50_ms\": %.4f, "
-        "\"p99_ms\": %.4f, \"cpu_s_per_gb\": %.4f}",
+        "\"p99_ms\": %.4f, \"cpu_s_per_gb\": %.4f, \"wire_ratio\": %.4f}",
         ModeName(c.mode), c.size_bytes, c.iterations, c.seconds, c.goodput_gbps, c.pct_of_tcp,
-        c.p50_ms, c.p99_ms, c.cpu_s_per_gb));
+        c.p50_ms, c.p99_ms, c.cpu_s_per_gb, c.wire_ratio));
   }
   return absl::StrFormat(
       "{\n  \"servers\": %d,\n  \"workers\": %d,\n  \"tcp\": {\"bytes\": %d, \"seconds\": %.4f, "
@@ -523,11 +542,13 @@ int Main() {
   if (!tcp.ok()) return fail(std::string(tcp.status().message()));
   std::printf("raw TCP loopback: %s in 1 MiB write()s, %.3f s, %.3f GB/s, %.3f CPU s/GB\n\n",
               SizeLabel(tcp->bytes).c_str(), tcp->seconds, tcp->goodput_gbps, tcp->cpu_s_per_gb);
-  std::printf("%-9s %9s %7s %10s %9s %10s %10s %9s\n", "mode", "size", "iters", "GB/s",
-              "% of TCP", "p50 ms", "p99 ms", "CPU s/GB");
+  std::printf("%-9s %9s %7s %10s %9s %10s %10s %9s %6s\n", "mode", "size", "iters", "GB/s",
+              "% of TCP", "p50 ms", "p99 ms", "CPU s/GB", "wire");
   std::fflush(stdout);
 
-  Bench bench(servers, workers);
+  absl::StatusOr<Compression> codec = ParseCompression(absl::GetFlag(FLAGS_compression));
+  if (!codec.ok()) return fail(absl::StrCat("--compression: ", codec.status().message()));
+  Bench bench(servers, workers, *codec);
   if (absl::Status st = bench.StartServers(); !st.ok()) {
     bench.StopServers();
     return fail(std::string(st.message()));
@@ -546,9 +567,9 @@ int Main() {
                                  c.status().ToString()));
       }
       c->pct_of_tcp = 100.0 * c->goodput_gbps / tcp->goodput_gbps;
-      std::printf("%-9s %9s %7d %10.3f %8.1f%% %10.3f %10.3f %9.3f\n", ModeName(mode),
+      std::printf("%-9s %9s %7d %10.3f %8.1f%% %10.3f %10.3f %9.3f %5.1f%%\n", ModeName(mode),
                   SizeLabel(size).c_str(), c->iterations, c->goodput_gbps, c->pct_of_tcp, c->p50_ms,
-                  c->p99_ms, c->cpu_s_per_gb);
+                  c->p99_ms, c->cpu_s_per_gb, 100 * c->wire_ratio);
       std::fflush(stdout);
       cells.push_back(*c);
     }

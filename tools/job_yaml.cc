@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -191,13 +192,54 @@ absl::Status ParseStraggler(const YAML::Node& node, StragglerSpec* st) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<Compression> Codec(const YAML::Node& node, const std::string& key) {
+  return Choice<Compression>(node, key,
+                             {{"none", COMPRESSION_NONE},
+                              {"fp16", COMPRESSION_FP16},
+                              {"bf16", COMPRESSION_BF16},
+                              {"topk", COMPRESSION_TOPK},
+                              {"onebit", COMPRESSION_ONEBIT}});
+}
+
+absl::Status ParseCompression(const YAML::Node& node, CompressionSpec* c) {
+  TESSERA_RETURN_IF_ERROR(
+      CheckKeys(node, "compression", {"codec", "topk_ratio", "min_elements", "tensors"}));
+  if (node["codec"]) {
+    TESSERA_ASSIGN_OR_RETURN(Compression codec, Codec(node["codec"], "compression.codec"));
+    c->set_codec(codec);
+  }
+  if (node["topk_ratio"]) {
+    TESSERA_ASSIGN_OR_RETURN(double r, Number(node["topk_ratio"], "compression.topk_ratio"));
+    if (!(r > 0 && r <= 1)) return Bad(node["topk_ratio"], "compression.topk_ratio", "must be in (0, 1]");
+    c->set_topk_ratio(r);
+  }
+  if (node["min_elements"]) {
+    TESSERA_ASSIGN_OR_RETURN(int64_t v, Integer(node["min_elements"], "compression.min_elements",
+                                                0, int64_t{1} << 40));
+    c->set_min_elements(v);
+  }
+  if (node["tensors"]) {
+    const YAML::Node& tensors = node["tensors"];
+    if (!tensors.IsMap()) {
+      return Bad(tensors, "compression.tensors", "expected a mapping of tensor name: codec");
+    }
+    for (const auto& kv : tensors) {
+      const std::string name = kv.first.as<std::string>();
+      TESSERA_ASSIGN_OR_RETURN(Compression codec,
+                               Codec(kv.second, absl::StrCat("compression.tensors.", name)));
+      (*c->mutable_tensors())[name] = codec;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ParseJob(const YAML::Node& root, JobSpec* spec) {
   if (!root || root.IsNull()) return absl::InvalidArgumentError("the job spec is empty");
   TESSERA_RETURN_IF_ERROR(CheckKeys(root, "",
                                     {"name", "model", "optimizer", "batch_size", "epochs",
                                      "max_steps", "mode", "staleness", "data", "seed",
                                      "num_workers", "num_servers", "log_every_steps",
-                                     "straggler", "ssp_cache"}));
+                                     "straggler", "ssp_cache", "compression"}));
   if (!root["model"]) return absl::InvalidArgumentError("model: required (e.g. model: {type: mlp, hidden_layers: [256, 128]})");
   if (!root["optimizer"]) return absl::InvalidArgumentError("optimizer: required (e.g. optimizer: {type: adam, learning_rate: 0.001})");
   TESSERA_RETURN_IF_ERROR(ParseModel(root["model"], spec->mutable_model()));
@@ -209,6 +251,9 @@ absl::Status ParseJob(const YAML::Node& root, JobSpec* spec) {
   }
   if (root["straggler"]) {
     TESSERA_RETURN_IF_ERROR(ParseStraggler(root["straggler"], spec->mutable_straggler()));
+  }
+  if (root["compression"]) {
+    TESSERA_RETURN_IF_ERROR(ParseCompression(root["compression"], spec->mutable_compression()));
   }
   if (root["name"]) {
     TESSERA_ASSIGN_OR_RETURN(std::string name, String(root["name"], "name"));
@@ -297,6 +342,19 @@ std::string JobSpecToYaml(const JobSpec& spec) {
         << "\n  transient_delay_ms: " << st.transient_delay_ms()
         << "\n  persistent_rank: " << st.persistent_rank()
         << "\n  persistent_factor: " << st.persistent_factor() << "\n";
+  }
+  if (spec.has_compression()) {
+    const CompressionSpec& c = spec.compression();
+    out << "compression:\n  codec: " << CompressionName(c.codec())
+        << "\n  topk_ratio: " << c.topk_ratio() << "\n  min_elements: " << c.min_elements()
+        << "\n";
+    if (!c.tensors().empty()) {
+      out << "  tensors:\n";
+      std::map<std::string, Compression> sorted(c.tensors().begin(), c.tensors().end());
+      for (const auto& [name, codec] : sorted) {
+        out << "    " << name << ": " << CompressionName(codec) << "\n";
+      }
+    }
   }
   return out.str();
 }

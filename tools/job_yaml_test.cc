@@ -1,5 +1,7 @@
 #include "tools/job_yaml.h"
 
+#include "common/job_spec.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 
 namespace tessera::tools {
@@ -70,6 +72,41 @@ log_every_steps: 5
   absl::StatusOr<JobSpec> again = ParseJobYaml(JobSpecToYaml(*spec));
   ASSERT_TRUE(again.ok()) << again.status() << "\n" << JobSpecToYaml(*spec);
   EXPECT_EQ(again->SerializeAsString(), spec->SerializeAsString());
+}
+
+TEST(JobYamlTest, CompressionPerJobAndPerTensor) {
+  absl::StatusOr<JobSpec> spec = ParseJobYaml(R"(
+model: {type: mlp, hidden_layers: [32]}
+optimizer: {type: adam, learning_rate: 0.001}
+compression:
+  codec: topk
+  topk_ratio: 0.05
+  min_elements: 100
+  tensors: {dense0/b: none, dense1/w: fp16}
+)");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  const CompressionSpec& c = spec->compression();
+  EXPECT_EQ(c.codec(), COMPRESSION_TOPK);
+  EXPECT_DOUBLE_EQ(c.topk_ratio(), 0.05);
+  TensorSpec t;
+  t.set_name("dense0/w");
+  t.set_size(1000);
+  EXPECT_EQ(TensorCompression(c, t), COMPRESSION_TOPK);
+  t.set_size(99);
+  EXPECT_EQ(TensorCompression(c, t), COMPRESSION_NONE);  // below min_elements
+  t.set_name("dense1/w");
+  EXPECT_EQ(TensorCompression(c, t), COMPRESSION_FP16);  // per-tensor entry wins
+  absl::StatusOr<JobSpec> again = ParseJobYaml(JobSpecToYaml(*spec));
+  ASSERT_TRUE(again.ok()) << again.status() << "\n" << JobSpecToYaml(*spec);
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*again, *spec))
+      << JobSpecToYaml(*spec);
+
+  ExpectInvalid("model: {type: mlp, hidden_layers: [8]}\noptimizer: {type: sgd, learning_rate: 1}\n"
+                "compression: {codec: zip}\n", "unknown value 'zip'");
+  ExpectInvalid("model: {type: mlp, hidden_layers: [8]}\noptimizer: {type: sgd, learning_rate: 1}\n"
+                "compression: {codec: topk, topk_ratio: 2}\n", "compression.topk_ratio");
+  ExpectInvalid("model: {type: mlp, hidden_layers: [8]}\noptimizer: {type: sgd, learning_rate: 1}\n"
+                "compression: {tensors: [a, b]}\n", "compression.tensors");
 }
 
 TEST(JobYamlTest, ClearErrorsForBadSpecs) {

@@ -8,6 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "kernels/compress.h"
+#include "common/job_spec.h"
 #include "common/rpc/chunk_codec.h"
 #include "common/rpc/grpc_status.h"
 #include "common/status_macros.h"
@@ -105,11 +107,52 @@ class PushReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
                                          payload.size(), " bytes exceeds the ", kMaxChunkBytes,
                                          "-byte chunk limit"));
                                    }
-                                   return session_->AddChunkWith(
-                                       header.tensor(), header.offset(), payload.size(),
-                                       [&](char* dst) { return payload.ReadTo(dst); });
+                                   if (header.encoding() == COMPRESSION_NONE) {
+                                     return session_->AddChunkWith(
+                                         header.tensor(), header.offset(), payload.size(),
+                                         [&](char* dst) { return payload.ReadTo(dst); });
+                                   }
+                                   return AddCompressed(header, payload);
                                  });
     return ToGrpcStatus(s);
+  }
+
+  // A compressed chunk: the payload is read whole, then decoded into the
+  // staging buffer as float32.
+  absl::Status AddCompressed(const PushChunk& header, ChunkPayload& payload) {
+    const std::string what = absl::StrCat("push to '", header.tensor(), "' at offset ",
+                                          header.offset(), ", ",
+                                          CompressionName(header.encoding()));
+    uint64_t n = 0;
+    switch (header.encoding()) {
+      case COMPRESSION_FP16:
+      case COMPRESSION_BF16:
+        n = payload.size() / 2;
+        break;
+      case COMPRESSION_TOPK:
+      case COMPRESSION_ONEBIT:
+        n = header.elements();
+        break;
+      default:
+        return absl::InvalidArgumentError(absl::StrCat(what, ": unknown encoding"));
+    }
+    if (n == 0 || n > kMaxChunkBytes / sizeof(float)) {
+      return absl::InvalidArgumentError(absl::StrCat(what, ": ", n, " elements; want 1..",
+                                                     kMaxChunkBytes / sizeof(float)));
+    }
+    payload_.resize(payload.size());
+    TESSERA_RETURN_IF_ERROR(payload.ReadTo(payload_.data()));
+    const auto codec = static_cast<kernels::Codec>(header.encoding());
+    return session_->AddChunkWith(
+        header.tensor(), header.offset(), n * sizeof(float), [&](char* dst) -> absl::Status {
+          if (!kernels::DecodePayload(codec, payload_.data(), payload_.size(), n, header.scale(),
+                                      reinterpret_cast<float*>(dst))) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                what, ": ", payload_.size(), " bytes are not a valid payload of ", n,
+                " elements"));
+          }
+          return absl::OkStatus();
+        });
   }
 
   // The first chunk opens the session; later ones must match it.
@@ -154,6 +197,7 @@ class PushReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   grpc::CallbackServerContext* const ctx_;
   grpc::ByteBuffer* const response_;
   grpc::ByteBuffer chunk_;
+  std::string payload_;  // a compressed chunk's payload, reused
   std::unique_ptr<PushSession> session_;
   std::string job_id_;
   int worker_ = -1;
@@ -174,6 +218,20 @@ grpc::Status ParameterServiceImpl::Pull(grpc::ServerContext* ctx, const PullRequ
     return Invalid(absl::StrCat("pull from job '", req->job_id(), "': no slices asked for"));
   }
   const std::vector<TensorSlice> slices(req->slices().begin(), req->slices().end());
+  if (req->encodings_size() > req->slices_size()) {
+    return Invalid(absl::StrCat("pull from job '", req->job_id(), "': ", req->encodings_size(),
+                                " encodings for ", req->slices_size(), " slices"));
+  }
+  std::vector<Compression> encodings(slices.size(), COMPRESSION_NONE);
+  for (int i = 0; i < req->encodings_size(); ++i) {
+    const Compression e = req->encodings(i);
+    if (e != COMPRESSION_NONE && e != COMPRESSION_FP16 && e != COMPRESSION_BF16) {
+      return Invalid(absl::StrCat("pull from job '", req->job_id(), "': slice ", i,
+                                  " asks for encoding ", CompressionName(e),
+                                  "; pulls take none, fp16 or bf16"));
+    }
+    encodings[i] = e;
+  }
   const absl::Time deadline =
       std::min(ContextDeadline(*ctx), absl::Now() + options_.max_pull_wait);
   absl::StatusOr<std::unique_ptr<PullCursor>> cursor;
@@ -186,22 +244,34 @@ grpc::Status ParameterServiceImpl::Pull(grpc::ServerContext* ctx, const PullRequ
   if (!cursor.ok()) return ToGrpcStatus(cursor.status());
 
   // Each piece is copied from the slice straight into the chunk's bytes, whose
-  // capacity the next piece reuses.
+  // capacity the next piece reuses; a 16-bit piece goes through `wide`.
   constexpr size_t kMaxElements = kMaxChunkBytes / sizeof(float);
   PullChunk chunk;
   chunk.set_view_clock((*cursor)->view_clock());
   std::string* bytes = chunk.mutable_values();
+  std::vector<float> wide;
   PullCursor::Piece piece;
   while (true) {
     absl::StatusOr<bool> more = (*cursor)->Next(
         kMaxElements,
         [&](size_t n) {
+          if (encodings[(*cursor)->next_range()] != COMPRESSION_NONE) {
+            wide.resize(n);
+            return wide.data();
+          }
           bytes->resize(n * sizeof(float));
           return reinterpret_cast<float*>(bytes->data());
         },
         &piece);
     if (!more.ok()) return ToGrpcStatus(more.status());
     if (!*more) break;
+    const Compression encoding = encodings[piece.range];
+    chunk.set_encoding(encoding);
+    if (encoding != COMPRESSION_NONE) {
+      const auto codec = static_cast<kernels::Codec>(encoding);
+      bytes->resize(kernels::PayloadBytes(codec, piece.size, 0));
+      kernels::EncodePayload(codec, wide.data(), piece.size, 0, bytes->data(), nullptr);
+    }
     chunk.set_tensor(*piece.tensor);
     chunk.set_offset(piece.offset);
     chunk.set_version(piece.version);

@@ -178,7 +178,31 @@ TEST_F(ParameterServiceTest, BadPushesGetAClearStatus) {
   PushChunk odd = Chunk("j", 0, 0, "dense0/w", 0, g.data(), 2);
   odd.mutable_values()->resize(7);
   PushChunk switched = Chunk("j", 1, 0, "dense0/w", 10, g.data(), 10);
+  // Compressed chunks whose payload cannot be what the header says.
+  PushChunk half_odd = Chunk("j", 0, 0, "dense0/w", 0, g.data(), 2);
+  half_odd.set_encoding(COMPRESSION_FP16);
+  half_odd.mutable_values()->resize(5);
+  PushChunk topk_past = Chunk("j", 0, 0, "dense0/w", 0, g.data(), 2);
+  topk_past.set_encoding(COMPRESSION_TOPK);
+  topk_past.set_elements(100);
+  const uint32_t index = 100;
+  topk_past.mutable_values()->replace(0, 4, reinterpret_cast<const char*>(&index), 4);
+  PushChunk bits_short = Chunk("j", 0, 0, "dense0/w", 0, g.data(), 1);
+  bits_short.set_encoding(COMPRESSION_ONEBIT);
+  bits_short.set_elements(1000);
+  bits_short.set_scale(1);
+  PushChunk unknown = Chunk("j", 0, 0, "dense0/w", 0, g.data(), 2);
+  unknown.set_encoding(static_cast<Compression>(77));
+  PushChunk no_elements = Chunk("j", 0, 0, "dense0/w", 0, g.data(), 2);
+  no_elements.set_encoding(COMPRESSION_TOPK);
   const std::vector<Case> cases = {
+      {"fp16 odd bytes", {half_odd}, grpc::StatusCode::INVALID_ARGUMENT, "not a valid payload"},
+      {"topk index past the chunk", {topk_past}, grpc::StatusCode::INVALID_ARGUMENT,
+       "not a valid payload of 100"},
+      {"onebit too few bits", {bits_short}, grpc::StatusCode::INVALID_ARGUMENT, "onebit"},
+      {"unknown encoding", {unknown}, grpc::StatusCode::INVALID_ARGUMENT, "unknown encoding"},
+      {"topk without elements", {no_elements}, grpc::StatusCode::INVALID_ARGUMENT,
+       "0 elements"},
       {"wrong size", {Chunk("j", 0, 0, "dense0/w", 0, g.data(), 10)},
        grpc::StatusCode::INVALID_ARGUMENT, "covered 10 of"},
       {"past the end", {Chunk("j", 0, 0, "dense0/w", kSize - 5, g.data(), 10)},
@@ -240,6 +264,23 @@ TEST_F(ParameterServiceTest, BadPullsGetAClearStatus) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   s = pull("j", "", 0, 0, 0, absl::Seconds(10));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  {
+    PullRequest req;
+    req.set_job_id("j");
+    *req.add_slices() = TensorSlice();
+    req.mutable_slices(0)->set_tensor("dense0/w");
+    req.mutable_slices(0)->set_end(10);
+    req.add_encodings(COMPRESSION_TOPK);
+    grpc::ClientContext ctx;
+    SetTimeout(&ctx, absl::Seconds(10));
+    auto reader = stub_->Pull(&ctx, req);
+    PullChunk c;
+    while (reader->Read(&c)) {
+    }
+    s = reader->Finish();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(s.error_message(), HasSubstr("pulls take none, fp16 or bf16"));
+  }
   // Clock 1 needs both workers' pushes: the client's deadline ends the wait.
   s = pull("j", "dense0/w", 0, 10, 1, absl::Milliseconds(300));
   EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);

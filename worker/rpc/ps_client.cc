@@ -9,10 +9,12 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/job_spec.h"
 #include "common/range.h"
 #include "common/rpc/chunk_codec.h"
 #include "common/rpc/grpc_status.h"
 #include "common/status_macros.h"
+#include "kernels/compress.h"
 #include "proto/parameter_service.pb.h"
 
 namespace tessera::worker {
@@ -192,6 +194,9 @@ class PullCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::By
     PullChunk header;
     return DecodeChunk(&chunk_, &header, PullChunk::kValuesFieldNumber,
                        [&](ChunkPayload& payload) -> absl::Status {
+                         if (header.encoding() != COMPRESSION_NONE) {
+                           return DecodeNarrow(header, payload);
+                         }
                          const auto& names = *target_->names;
                          const auto it = std::find(names.begin(), names.end(), header.tensor());
                          const size_t n = payload.size() / sizeof(float);
@@ -210,10 +215,34 @@ class PullCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::By
                        });
   }
 
+  // A 16-bit chunk (FP16/BF16): read whole, widened into the parameters.
+  absl::Status DecodeNarrow(const PullChunk& header, ChunkPayload& payload) {
+    const auto& names = *target_->names;
+    const auto it = std::find(names.begin(), names.end(), header.tensor());
+    const size_t n = payload.size() / 2;
+    if ((header.encoding() != COMPRESSION_FP16 && header.encoding() != COMPRESSION_BF16) ||
+        it == names.end() || payload.size() % 2 != 0 ||
+        header.offset() > target_->params[it - names.begin()].size() ||
+        n > target_->params[it - names.begin()].size() - header.offset()) {
+      return absl::DataLossError(absl::StrCat("malformed ", CompressionName(header.encoding()),
+                                              " chunk for tensor '", header.tensor(),
+                                              "' at offset ", header.offset()));
+    }
+    narrow_.resize(payload.size());
+    TESSERA_RETURN_IF_ERROR(payload.ReadTo(narrow_.data()));
+    float* dst = target_->params[it - names.begin()].data() + header.offset();
+    kernels::DecodePayload(static_cast<kernels::Codec>(header.encoding()), narrow_.data(),
+                           narrow_.size(), static_cast<int64_t>(n), 0, dst);
+    received_ += n;
+    view_clock_ = std::min(view_clock_, header.view_clock());
+    return absl::OkStatus();
+  }
+
   const PullTarget* const target_;
   grpc::ClientContext ctx_;
   grpc::ByteBuffer request_;
   grpc::ByteBuffer chunk_;
+  std::string narrow_;  // a 16-bit chunk's payload, reused
   const std::shared_ptr<CallDone> done_;
   // Written by reactions only, read after Wait().
   uint64_t received_ = 0;
@@ -278,6 +307,11 @@ GrpcParameterClient::GrpcParameterClient(std::string job_id, int rank, const Ten
     tensor_sizes_.push_back(t.size());
   }
   holders_.resize(tensor_names_.size());
+  for (const TensorSpec& t : plan.tensors()) {
+    codecs_.push_back(TensorCompression(plan.compression(), t));
+  }
+  residuals_.resize(tensor_names_.size());
+  topk_ratio_ = plan.compression().topk_ratio() > 0 ? plan.compression().topk_ratio() : 0.01;
   for (const ServerSlices& s : plan.servers()) {
     if (s.slices_size() == 0) continue;
     Server server;
@@ -336,18 +370,50 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
         absl::StrCat("push of '", tensor_names_[tensor], "' twice at clock ", push_clock_));
   }
   pushed_[tensor] = true;
+  const Compression codec = codecs_[tensor];
   PushChunk header;
   header.set_job_id(job_id_);
   header.set_worker(rank_);
   header.set_clock(push_clock_);
   header.set_tensor(tensor_names_[tensor]);
+  header.set_encoding(codec);
+  // TOPK and ONEBIT send an approximation: what they leave out of this push
+  // is carried into the next one (error feedback).
+  const bool feedback = codec == COMPRESSION_TOPK || codec == COMPRESSION_ONEBIT;
+  std::vector<float>& residual = residuals_[tensor];
+  if (feedback && residual.empty()) residual.assign(grad.size(), 0.0f);
   for (const auto& [server, piece] : holders_[tensor]) {
     for (uint64_t off = piece.begin; off < piece.end; off += kFloatsPerChunk) {
       const uint64_t n = std::min<uint64_t>(kFloatsPerChunk, piece.end - off);
       header.set_offset(off);
-      push_calls_[server]->Write(EncodeChunk(
-          header, PushChunk::kValuesFieldNumber, n * sizeof(float),
-          [&](char* dst) { std::memcpy(dst, grad.data() + off, n * sizeof(float)); }));
+      const float* values = grad.data() + off;
+      if (feedback) {
+        accumulated_.resize(n);
+        sent_.resize(n);
+        for (uint64_t i = 0; i < n; ++i) accumulated_[i] = values[i] + residual[off + i];
+        values = accumulated_.data();
+      }
+      const auto kcodec = static_cast<kernels::Codec>(codec);
+      const int64_t k = codec == COMPRESSION_TOPK ? kernels::TopKCount(n, topk_ratio_) : 0;
+      const size_t bytes = kernels::PayloadBytes(kcodec, n, k);
+      if (feedback) {
+        // The scale (ONEBIT) goes in the header, ahead of the payload: encode first.
+        payload_.resize(bytes);
+        header.set_scale(kernels::EncodePayload(kcodec, values, n, k, payload_.data(), sent_.data()));
+        header.set_elements(n);
+        for (uint64_t i = 0; i < n; ++i) residual[off + i] = accumulated_[i] - sent_[i];
+        push_calls_[server]->Write(EncodeChunk(header, PushChunk::kValuesFieldNumber, bytes,
+                                               [&](char* dst) {
+                                                 std::memcpy(dst, payload_.data(), bytes);
+                                               }));
+      } else {
+        push_calls_[server]->Write(
+            EncodeChunk(header, PushChunk::kValuesFieldNumber, bytes, [&](char* dst) {
+              kernels::EncodePayload(kcodec, values, n, 0, dst, nullptr);
+            }));
+      }
+      push_wire_bytes_ += bytes;
+      push_raw_bytes_ += n * sizeof(float);
     }
   }
   return absl::OkStatus();
@@ -425,6 +491,11 @@ absl::Status GrpcParameterClient::StartPull(int64_t clock,
       s->set_tensor(tensor_names_[p.tensor]);
       s->set_begin(p.begin);
       s->set_end(p.end);
+      const Compression codec = codecs_[p.tensor];
+      const bool narrow = codec == COMPRESSION_FP16 || codec == COMPRESSION_BF16;
+      request.add_encodings(narrow ? codec : COMPRESSION_NONE);
+      pull_wire_bytes_ += (p.end - p.begin) * (narrow ? 2 : sizeof(float));
+      pull_raw_bytes_ += (p.end - p.begin) * sizeof(float);
     }
     pull_calls_.push_back(std::make_unique<internal::PullCall>(
         server.stub.get(), options_.pull_timeout, request, &pull_target_));

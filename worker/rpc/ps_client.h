@@ -57,6 +57,15 @@ class GrpcParameterClient : public ParameterClient {
   absl::Status StartPull(int64_t clock, absl::Span<const absl::Span<float>> params) override;
   absl::Status FinishPull(int64_t* view_clock) override;
 
+  // Payload bytes sent or asked for so far, and what they would have been in
+  // float32: the effect of the job's compression.
+  struct TransferBytes {
+    uint64_t push_wire = 0, push_raw = 0, pull_wire = 0, pull_raw = 0;
+  };
+  TransferBytes transfer_bytes() const {
+    return {push_wire_bytes_, push_raw_bytes_, pull_wire_bytes_, pull_raw_bytes_};
+  }
+
  private:
   struct Piece {  // one slice of one tensor, held by one server
     int tensor;   // index in plan order
@@ -85,6 +94,15 @@ class GrpcParameterClient : public ParameterClient {
   std::vector<Server> servers_;
   // For each tensor, (server index, piece) pairs holding it.
   std::vector<std::vector<std::pair<size_t, Piece>>> holders_;
+  std::vector<Compression> codecs_;  // per tensor (TensorCompression)
+  double topk_ratio_ = 0.01;
+
+  // Compression: per-tensor error-feedback residuals (TOPK/ONEBIT; sized on
+  // first use) and per-chunk scratch.
+  std::vector<std::vector<float>> residuals_;
+  std::vector<float> accumulated_, sent_;
+  std::string payload_;
+  uint64_t push_wire_bytes_ = 0, push_raw_bytes_ = 0, pull_wire_bytes_ = 0, pull_raw_bytes_ = 0;
 
   // The open streamed push (one call per server) and its state.
   int64_t push_clock_ = -1;

@@ -1,0 +1,148 @@
+#include "kernels/compress.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels/convert.h"
+
+namespace tessera::kernels {
+namespace {
+
+// The k largest-|x| elements: the k-th largest magnitude by nth_element on a
+// copy, then a scan that keeps everything above it and ties up to k.
+int64_t SelectTopK(const float* x, int64_t n, int64_t k, uint32_t* indices, float* values) {
+  thread_local std::vector<float> magnitudes;
+  magnitudes.resize(n);
+  for (int64_t i = 0; i < n; ++i) magnitudes[i] = std::fabs(x[i]);
+  std::nth_element(magnitudes.begin(), magnitudes.begin() + (n - k), magnitudes.end());
+  const float threshold = magnitudes[n - k];
+  int64_t above = 0;
+  for (int64_t i = 0; i < n; ++i) above += std::fabs(x[i]) > threshold;
+  int64_t ties = k - above;  // elements equal to the threshold still to take
+  int64_t kept = 0;
+  for (int64_t i = 0; i < n && kept < k; ++i) {
+    const float m = std::fabs(x[i]);
+    if (m > threshold || (m == threshold && ties-- > 0)) {
+      indices[kept] = static_cast<uint32_t>(i);
+      values[kept] = x[i];
+      ++kept;
+    }
+  }
+  return kept;
+}
+
+}  // namespace
+
+size_t PayloadBytes(Codec codec, int64_t n, int64_t k) {
+  switch (codec) {
+    case Codec::kFp16:
+    case Codec::kBf16:
+      return 2 * static_cast<size_t>(n);
+    case Codec::kTopK:
+      return 8 * static_cast<size_t>(k);
+    case Codec::kOneBit:
+      return (static_cast<size_t>(n) + 7) / 8;
+    case Codec::kNone:
+      break;
+  }
+  return 4 * static_cast<size_t>(n);
+}
+
+int64_t TopKCount(int64_t n, double ratio) {
+  const auto k = static_cast<int64_t>(std::ceil(ratio * static_cast<double>(n)));
+  return std::clamp<int64_t>(k, 1, n);
+}
+
+float EncodePayload(Codec codec, const float* x, int64_t n, int64_t k, char* out, float* sent) {
+  switch (codec) {
+    case Codec::kFp16:
+    case Codec::kBf16: {
+      const bool half = codec == Codec::kFp16;
+      for (int64_t i = 0; i < n; ++i) {
+        const uint16_t h = half ? FloatToHalfBits(x[i]) : FloatToBf16Bits(x[i]);
+        std::memcpy(out + 2 * i, &h, 2);
+        if (sent != nullptr) sent[i] = half ? HalfBitsToFloat(h) : Bf16BitsToFloat(h);
+      }
+      return 0;
+    }
+    case Codec::kTopK: {
+      thread_local std::vector<uint32_t> indices;
+      thread_local std::vector<float> values;
+      indices.resize(k);
+      values.resize(k);
+      const int64_t kept = SelectTopK(x, n, k, indices.data(), values.data());
+      for (int64_t j = 0; j < kept; ++j) {
+        std::memcpy(out + 8 * j, &indices[j], 4);
+        std::memcpy(out + 8 * j + 4, &values[j], 4);
+      }
+      if (sent != nullptr) {
+        std::fill(sent, sent + n, 0.0f);
+        for (int64_t j = 0; j < kept; ++j) sent[indices[j]] = values[j];
+      }
+      return 0;
+    }
+    case Codec::kOneBit: {
+      double sum = 0;
+      for (int64_t i = 0; i < n; ++i) sum += std::fabs(x[i]);
+      const float scale = static_cast<float>(sum / static_cast<double>(n));
+      std::memset(out, 0, (n + 7) / 8);
+      for (int64_t i = 0; i < n; ++i) {
+        const bool positive = x[i] >= 0;
+        if (positive) out[i / 8] = static_cast<char>(out[i / 8] | (1 << (i % 8)));
+        if (sent != nullptr) sent[i] = positive ? scale : -scale;
+      }
+      return scale;
+    }
+    case Codec::kNone:
+      break;
+  }
+  std::memcpy(out, x, 4 * static_cast<size_t>(n));
+  if (sent != nullptr) std::memcpy(sent, x, 4 * static_cast<size_t>(n));
+  return 0;
+}
+
+bool DecodePayload(Codec codec, const char* in, size_t nbytes, int64_t n, float scale,
+                   float* out) {
+  switch (codec) {
+    case Codec::kFp16:
+    case Codec::kBf16: {
+      if (nbytes != 2 * static_cast<size_t>(n)) return false;
+      const bool half = codec == Codec::kFp16;
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, in + 2 * i, 2);
+        out[i] = half ? HalfBitsToFloat(h) : Bf16BitsToFloat(h);
+      }
+      return true;
+    }
+    case Codec::kTopK: {
+      if (nbytes % 8 != 0 || nbytes / 8 > static_cast<size_t>(n)) return false;
+      std::fill(out, out + n, 0.0f);
+      for (size_t j = 0; j < nbytes / 8; ++j) {
+        uint32_t index;
+        float value;
+        std::memcpy(&index, in + 8 * j, 4);
+        std::memcpy(&value, in + 8 * j + 4, 4);
+        if (index >= static_cast<uint64_t>(n)) return false;
+        out[index] = value;
+      }
+      return true;
+    }
+    case Codec::kOneBit: {
+      if (nbytes != (static_cast<size_t>(n) + 7) / 8 || !std::isfinite(scale)) return false;
+      for (int64_t i = 0; i < n; ++i) {
+        out[i] = (static_cast<unsigned char>(in[i / 8]) >> (i % 8)) & 1 ? scale : -scale;
+      }
+      return true;
+    }
+    case Codec::kNone:
+      break;
+  }
+  if (nbytes != 4 * static_cast<size_t>(n)) return false;
+  std::memcpy(out, in, nbytes);
+  return true;
+}
+
+}  // namespace tessera::kernels

@@ -1,0 +1,251 @@
+// The PS client against real in-process parameter servers over loopback gRPC:
+// plain, streamed and compressed pushes, plain and 16-bit pulls, what reaches
+// the weights in each case, and the bytes each codec puts on the wire.
+
+#include "worker/rpc/ps_client.h"
+
+#include <cmath>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/initializer.h"
+#include "common/job_spec.h"
+#include "common/range.h"
+#include "common/rpc/grpc_status.h"
+#include "gtest/gtest.h"
+#include "kernels/convert.h"
+#include "server/rpc/parameter_server.h"
+
+namespace tessera {
+namespace {
+
+using worker::GrpcParameterClient;
+
+// Two tensors over two servers: "w" split between them (several chunks each),
+// "b" small, on the second.
+constexpr uint64_t kW = (kMaxChunkBytes / 4) * 3 + 123;
+constexpr uint64_t kB = 10;
+
+TensorSpec Tensor(const std::string& name, uint64_t size) {
+  TensorSpec t;
+  t.set_name(name);
+  t.set_size(size);
+  t.set_init(TensorSpec::NORMAL);
+  t.set_scale(0.5f);
+  return t;
+}
+
+TensorSlice Slice(const std::string& tensor, uint64_t begin, uint64_t end) {
+  TensorSlice s;
+  s.set_tensor(tensor);
+  s.set_begin(begin);
+  s.set_end(end);
+  return s;
+}
+
+std::vector<float> Gradient(uint64_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> g(n);
+  for (float& v : g) v = dist(rng);
+  return g;
+}
+
+class PsClientTest : public ::testing::Test {
+ protected:
+  // An ASYNC job, SGD at learning rate 1: each push subtracts what the
+  // servers decoded, so the weights show exactly what arrived.
+  void StartJob(const CompressionSpec& compression) {
+    JobSpec spec;
+    spec.set_mode(ASYNC);
+    spec.set_seed(5);
+    spec.mutable_optimizer()->set_kind(OptimizerSpec::SGD);
+    spec.mutable_optimizer()->set_learning_rate(1.0f);
+    *spec.mutable_compression() = compression;
+    ApplyJobDefaults(&spec);
+    plan_ = TensorPlan();
+    *plan_.add_tensors() = Tensor("w", kW);
+    *plan_.add_tensors() = Tensor("b", kB);
+    *plan_.mutable_compression() = spec.compression();
+    const std::vector<std::vector<TensorSlice>> held = {
+        {Slice("w", 0, kW / 2)}, {Slice("w", kW / 2, kW), Slice("b", 0, kB)}};
+    for (int s = 0; s < 2; ++s) {
+      servers_.push_back(std::make_unique<server::ParameterServer>());
+      ASSERT_TRUE(servers_.back()->Start("127.0.0.1", 0).ok());
+      ServerSlices* ss = plan_.add_servers();
+      ss->set_server_id(absl::StrCat("s", s));
+      ss->set_address(absl::StrCat("127.0.0.1:", servers_.back()->port()));
+      for (const TensorSlice& slice : held[s]) *ss->add_slices() = slice;
+      ASSERT_TRUE(servers_.back()
+                      ->store()
+                      ->CreateJob("j", spec, {plan_.tensors(0), plan_.tensors(1)}, held[s], {0})
+                      .ok());
+    }
+    auto client = GrpcParameterClient::Create("j", 0, plan_);
+    ASSERT_TRUE(client.ok()) << client.status();
+    client_ = std::move(*client);
+  }
+
+  std::vector<float> Initial(int t) const {
+    std::vector<float> v(plan_.tensors(t).size());
+    InitializeSlice(plan_.tensors(t), 5, Range{0, v.size()}, absl::MakeSpan(v));
+    return v;
+  }
+
+  // Pulls both tensors (fp32 unless the job's codec narrows pulls).
+  std::vector<std::vector<float>> PullAll(int64_t clock) {
+    std::vector<std::vector<float>> out = {std::vector<float>(kW, NAN),
+                                           std::vector<float>(kB, NAN)};
+    std::vector<absl::Span<float>> spans = {absl::MakeSpan(out[0]), absl::MakeSpan(out[1])};
+    int64_t view = -5;
+    absl::Status st = client_->Pull(clock, absl::MakeConstSpan(spans), &view);
+    EXPECT_TRUE(st.ok()) << st;
+    return out;
+  }
+
+  // What the servers hold, read from the stores directly (always fp32).
+  std::vector<float> Held(const std::string& tensor, uint64_t size) {
+    std::vector<float> out(size);
+    for (const ServerSlices& ss : plan_.servers()) {
+      for (const TensorSlice& slice : ss.slices()) {
+        if (slice.tensor() != tensor) continue;
+        const int s = std::stoi(ss.server_id().substr(1));
+        std::vector<server::PulledSlice> got;
+        EXPECT_TRUE(servers_[s]->store()->Pull("j", 0, 0, {slice}, absl::Now(), &got).ok());
+        std::copy(got[0].values.begin(), got[0].values.end(), out.begin() + slice.begin());
+      }
+    }
+    return out;
+  }
+
+  absl::Status Push(int64_t clock, const std::vector<float>& w, const std::vector<float>& b) {
+    std::vector<absl::Span<const float>> grads = {w, b};
+    return client_->Push(clock, absl::MakeConstSpan(grads));
+  }
+
+  TensorPlan plan_;
+  std::vector<std::unique_ptr<server::ParameterServer>> servers_;
+  std::unique_ptr<GrpcParameterClient> client_;
+};
+
+TEST_F(PsClientTest, PlainPushAndPullMoveExactValues) {
+  StartJob(CompressionSpec());
+  const std::vector<float> w0 = Initial(0), b0 = Initial(1);
+  const std::vector<float> gw = Gradient(kW, 1), gb = Gradient(kB, 2);
+  ASSERT_TRUE(Push(0, gw, gb).ok());
+  const auto pulled = PullAll(1);
+  for (uint64_t i = 0; i < kW; ++i) ASSERT_EQ(pulled[0][i], w0[i] - gw[i]) << i;
+  for (uint64_t i = 0; i < kB; ++i) ASSERT_EQ(pulled[1][i], b0[i] - gb[i]) << i;
+  const auto bytes = client_->transfer_bytes();
+  EXPECT_EQ(bytes.push_wire, bytes.push_raw);
+  EXPECT_EQ(bytes.push_raw, (kW + kB) * 4);
+}
+
+TEST_F(PsClientTest, StreamedPushInAnyOrderAndAStartedPull) {
+  StartJob(CompressionSpec());
+  const std::vector<float> w0 = Initial(0);
+  const std::vector<float> gw = Gradient(kW, 3), gb = Gradient(kB, 4);
+  ASSERT_TRUE(client_->BeginPush(0).ok());
+  ASSERT_TRUE(client_->PushTensor(1, gb).ok());  // last layer first, as backward does
+  ASSERT_TRUE(client_->PushTensor(0, gw).ok());
+  EXPECT_EQ(client_->PushTensor(0, gw).code(), absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(client_->FinishPush().ok());
+
+  std::vector<float> w(kW), b(kB);
+  std::vector<absl::Span<float>> spans = {absl::MakeSpan(w), absl::MakeSpan(b)};
+  ASSERT_TRUE(client_->StartPull(1, absl::MakeConstSpan(spans)).ok());
+  EXPECT_EQ(client_->StartPull(1, absl::MakeConstSpan(spans)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  int64_t view = -5;
+  ASSERT_TRUE(client_->FinishPull(&view).ok());
+  EXPECT_EQ(view, 0);
+  for (uint64_t i = 0; i < kW; i += 997) ASSERT_EQ(w[i], w0[i] - gw[i]) << i;
+}
+
+TEST_F(PsClientTest, AnIncompleteStreamedPushAppliesNothing) {
+  StartJob(CompressionSpec());
+  const std::vector<float> gw = Gradient(kW, 5);
+  ASSERT_TRUE(client_->BeginPush(0).ok());
+  ASSERT_TRUE(client_->PushTensor(0, gw).ok());
+  const absl::Status st = client_->FinishPush();
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("'b' was not pushed"), absl::string_view::npos) << st;
+  EXPECT_EQ(Held("w", kW), Initial(0));
+  // The client is usable afterwards.
+  ASSERT_TRUE(Push(0, gw, Gradient(kB, 6)).ok());
+}
+
+TEST_F(PsClientTest, Fp16HalvesTheBytesBothWays) {
+  CompressionSpec c;
+  c.set_codec(COMPRESSION_FP16);
+  c.set_min_elements(100);  // "b" stays fp32
+  StartJob(c);
+  const std::vector<float> w0 = Initial(0), b0 = Initial(1);
+  const std::vector<float> gw = Gradient(kW, 7), gb = Gradient(kB, 8);
+  ASSERT_TRUE(Push(0, gw, gb).ok());
+  const std::vector<float> held = Held("w", kW);
+  for (uint64_t i = 0; i < kW; ++i) {
+    const float sent = kernels::HalfBitsToFloat(kernels::FloatToHalfBits(gw[i]));
+    ASSERT_EQ(held[i], w0[i] - sent) << i;
+  }
+  EXPECT_EQ(Held("b", kB)[3], b0[3] - gb[3]);  // below min_elements: exact
+  const auto pulled = PullAll(1);
+  for (uint64_t i = 0; i < kW; ++i) {
+    ASSERT_EQ(pulled[0][i], kernels::HalfBitsToFloat(kernels::FloatToHalfBits(held[i]))) << i;
+  }
+  const auto bytes = client_->transfer_bytes();
+  EXPECT_EQ(bytes.push_wire, kW * 2 + kB * 4);
+  EXPECT_EQ(bytes.pull_wire, kW * 2 + kB * 4);
+}
+
+TEST_F(PsClientTest, TopKSendsOnePercentAndFeedsBackTheRest) {
+  CompressionSpec c;
+  c.set_codec(COMPRESSION_TOPK);
+  c.set_topk_ratio(0.01);
+  StartJob(c);
+  const std::vector<float> w0 = Initial(0);
+  const std::vector<float> gw = Gradient(kW, 9), gb = Gradient(kB, 10);
+  ASSERT_TRUE(Push(0, gw, gb).ok());
+  std::vector<float> held = Held("w", kW);
+  uint64_t changed = 0;
+  for (uint64_t i = 0; i < kW; ++i) {
+    if (held[i] != w0[i]) {
+      ++changed;
+      ASSERT_EQ(held[i], w0[i] - gw[i]);  // a kept element arrives exactly
+    }
+  }
+  // 1% of each chunk (ceil), chunks of 256Ki elements split by server.
+  EXPECT_GT(changed, kW / 100);
+  EXPECT_LT(changed, kW / 100 + 10);
+  const auto bytes = client_->transfer_bytes();
+  EXPECT_LT(bytes.push_wire, bytes.push_raw / 40);  // 8 bytes per kept element of 4 x 100
+
+  // Pushing zeros sends the largest leftovers: error feedback.
+  const std::vector<float> zw(kW, 0.0f), zb(kB, 0.0f);
+  for (int step = 1; step <= 30; ++step) ASSERT_TRUE(Push(step, zw, zb).ok());
+  held = Held("w", kW);
+  uint64_t arrived = 0;
+  for (uint64_t i = 0; i < kW; ++i) arrived += held[i] == w0[i] - gw[i];
+  EXPECT_GT(arrived, 30 * kW / 100) << "leftovers did not arrive";
+}
+
+TEST_F(PsClientTest, OneBitSendsSignsScaledByTheMeanMagnitude) {
+  CompressionSpec c;
+  c.set_codec(COMPRESSION_ONEBIT);
+  StartJob(c);
+  const std::vector<float> b0 = Initial(1);
+  std::vector<float> gb = {1, -2, 3, -4, 5, -6, 7, -8, 9, -10};
+  ASSERT_TRUE(Push(0, Gradient(kW, 11), gb).ok());
+  const std::vector<float> held = Held("b", kB);
+  for (uint64_t i = 0; i < kB; ++i) {
+    ASSERT_FLOAT_EQ(held[i], b0[i] - (gb[i] > 0 ? 5.5f : -5.5f)) << i;  // mean |g| = 5.5
+  }
+  const auto bytes = client_->transfer_bytes();
+  EXPECT_LT(bytes.push_wire, bytes.push_raw / 30);
+}
+
+}  // namespace
+}  // namespace tessera
