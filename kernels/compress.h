@@ -6,7 +6,9 @@
 // CPU code that encodes and decodes them. Plain C++, no Abseil or CUDA.
 //
 //   kNone    n float32                                  4n bytes
-//   kFp16    n IEEE half (kernels/convert.h)            2n bytes
+//   kFp16    n IEEE half of x * scale (kernels/convert.h) 2n bytes; scale is a
+//            power of two that puts the largest |x| near 2^15, so small
+//            gradients do not underflow (sent beside; 0 means 1)
 //   kBf16    n bfloat16                                 2n bytes
 //   kTopK    k pairs (uint32 index, float32 value)      8k bytes; the rest 0
 //   kOneBit  n sign bits, bit i%8 of byte i/8 set for   ceil(n/8) bytes
@@ -31,16 +33,23 @@ size_t PayloadBytes(Codec codec, int64_t n, int64_t k);
 // at most n. REQUIRES: n >= 1, 0 < ratio <= 1.
 int64_t TopKCount(int64_t n, double ratio);
 
-// Encodes x[0..n) into out (PayloadBytes(codec, n, k) bytes). When `sent` is
-// not null it receives what the decoder will reconstruct (for error
-// feedback). Returns the scale for kOneBit, 0 otherwise.
+// The scale that goes beside the payload of x[0..n): kFp16 the power of two
+// described above (1 when x has no finite non-zero value), kOneBit mean |x|,
+// 0 for the others. REQUIRES: n >= 1.
+float PayloadScale(Codec codec, const float* x, int64_t n);
+
+// Encodes x[0..n) into out (PayloadBytes(codec, n, k) bytes) with `scale`
+// from PayloadScale. When `sent` is not null it receives what the decoder
+// will reconstruct (for error feedback).
 // REQUIRES: n >= 1; kTopK: 1 <= k <= n and n < 2^32.
-float EncodePayload(Codec codec, const float* x, int64_t n, int64_t k, char* out, float* sent);
+void EncodePayload(Codec codec, const float* x, int64_t n, int64_t k, float scale, char* out,
+                   float* sent);
 
 // Decodes a payload of `nbytes` for n elements into out[0..n). Returns false,
 // leaving out unspecified, when the payload cannot be one: wrong size for n
 // (kTopK: not a whole number of pairs, or more than n), an index >= n, or a
-// NaN/Inf scale. REQUIRES: n >= 0.
+// scale that is NaN, Inf or (kFp16) negative or not a power of two.
+// REQUIRES: n >= 0.
 bool DecodePayload(Codec codec, const char* in, size_t nbytes, int64_t n, float scale,
                    float* out);
 

@@ -24,7 +24,8 @@ std::vector<float> RoundTrip(Codec codec, const std::vector<float>& x, int64_t k
   const int64_t n = static_cast<int64_t>(x.size());
   std::vector<char> payload(PayloadBytes(codec, n, k));
   std::vector<float> sent(n, NAN), decoded(n, NAN);
-  const float scale = EncodePayload(codec, x.data(), n, k, payload.data(), sent.data());
+  const float scale = PayloadScale(codec, x.data(), n);
+  EncodePayload(codec, x.data(), n, k, scale, payload.data(), sent.data());
   EXPECT_TRUE(DecodePayload(codec, payload.data(), payload.size(), n, scale, decoded.data()));
   EXPECT_EQ(sent, decoded);
   return decoded;
@@ -41,6 +42,31 @@ TEST(CompressTest, SixteenBitCodecsHalveTheBytesAndKeepTheirPrecision) {
       }
     }
   }
+}
+
+TEST(CompressTest, Fp16ScalesSmallGradientsOutOfTheSubnormals) {
+  // Gradients around 1e-6 are subnormal in plain half (below 6.1e-5): 2-3
+  // significant bits. The per-chunk power-of-two scale keeps all 11.
+  std::vector<float> x = Random(1000, 5);
+  for (float& v : x) v *= 1e-6f;
+  const float scale = PayloadScale(Codec::kFp16, x.data(), 1000);
+  EXPECT_GT(scale, 1e9f);
+  const std::vector<float> y = RoundTrip(Codec::kFp16, x, 0);
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_NEAR(y[i], x[i], 1e-3 * std::fabs(x[i])) << i;
+  // Large values scale down instead of overflowing to Inf.
+  std::vector<float> big = {1e6f, -3e5f, 7.0f};
+  const std::vector<float> z = RoundTrip(Codec::kFp16, big, 0);
+  for (size_t i = 0; i < big.size(); ++i) ASSERT_NEAR(z[i], big[i], 1e-3 * std::fabs(big[i]));
+  // Zeros, Inf and NaN: scale 1 for all-zero, non-finite values pass through.
+  std::vector<float> odd = {0.0f, INFINITY, 2.0f};
+  EXPECT_GT(PayloadScale(Codec::kFp16, odd.data(), 3), 1.0f);
+  std::vector<float> zeros(4, 0.0f);
+  EXPECT_EQ(PayloadScale(Codec::kFp16, zeros.data(), 4), 1.0f);
+  const char bytes[4] = {};
+  float out[2];
+  EXPECT_FALSE(DecodePayload(Codec::kFp16, bytes, 4, 2, 3.0f, out));   // not a power of two
+  EXPECT_FALSE(DecodePayload(Codec::kFp16, bytes, 4, 2, -2.0f, out));  // negative
+  EXPECT_TRUE(DecodePayload(Codec::kFp16, bytes, 4, 2, 0.0f, out));    // unscaled
 }
 
 TEST(CompressTest, TopKKeepsExactlyTheLargestMagnitudes) {
@@ -101,7 +127,7 @@ TEST(CompressTest, ErrorFeedbackDeliversEverythingEventually) {
       total[i] += g[i];
       acc[i] = g[i] + residual[i];
     }
-    EncodePayload(Codec::kTopK, acc.data(), n, k, payload.data(), sent.data());
+    EncodePayload(Codec::kTopK, acc.data(), n, k, 0, payload.data(), sent.data());
     for (int64_t i = 0; i < n; ++i) {
       residual[i] = acc[i] - sent[i];
       delivered[i] += sent[i];

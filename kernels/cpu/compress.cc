@@ -55,17 +55,44 @@ int64_t TopKCount(int64_t n, double ratio) {
   return std::clamp<int64_t>(k, 1, n);
 }
 
-float EncodePayload(Codec codec, const float* x, int64_t n, int64_t k, char* out, float* sent) {
+float PayloadScale(Codec codec, const float* x, int64_t n) {
+  if (codec == Codec::kOneBit) {
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) sum += std::fabs(x[i]);
+    return static_cast<float>(sum / static_cast<double>(n));
+  }
+  if (codec != Codec::kFp16) return 0;
+  float top = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float m = std::fabs(x[i]);
+    if (std::isfinite(m)) top = std::max(top, m);
+  }
+  if (top == 0) return 1;
+  // 2^e with top * 2^e in [2^14, 2^15): well inside half's range (max 65504).
+  int e = 0;
+  std::frexp(top, &e);  // top = f * 2^e, f in [0.5, 1)
+  return std::ldexp(1.0f, std::clamp(15 - e, -100, 100));
+}
+
+void EncodePayload(Codec codec, const float* x, int64_t n, int64_t k, float scale, char* out,
+                   float* sent) {
   switch (codec) {
-    case Codec::kFp16:
-    case Codec::kBf16: {
-      const bool half = codec == Codec::kFp16;
+    case Codec::kFp16: {
+      const float s = scale == 0 ? 1.0f : scale;  // a power of two: exact both ways
       for (int64_t i = 0; i < n; ++i) {
-        const uint16_t h = half ? FloatToHalfBits(x[i]) : FloatToBf16Bits(x[i]);
+        const uint16_t h = FloatToHalfBits(x[i] * s);
         std::memcpy(out + 2 * i, &h, 2);
-        if (sent != nullptr) sent[i] = half ? HalfBitsToFloat(h) : Bf16BitsToFloat(h);
+        if (sent != nullptr) sent[i] = HalfBitsToFloat(h) / s;
       }
-      return 0;
+      return;
+    }
+    case Codec::kBf16: {
+      for (int64_t i = 0; i < n; ++i) {
+        const uint16_t h = FloatToBf16Bits(x[i]);
+        std::memcpy(out + 2 * i, &h, 2);
+        if (sent != nullptr) sent[i] = Bf16BitsToFloat(h);
+      }
+      return;
     }
     case Codec::kTopK: {
       thread_local std::vector<uint32_t> indices;
@@ -81,39 +108,47 @@ float EncodePayload(Codec codec, const float* x, int64_t n, int64_t k, char* out
         std::fill(sent, sent + n, 0.0f);
         for (int64_t j = 0; j < kept; ++j) sent[indices[j]] = values[j];
       }
-      return 0;
+      return;
     }
     case Codec::kOneBit: {
-      double sum = 0;
-      for (int64_t i = 0; i < n; ++i) sum += std::fabs(x[i]);
-      const float scale = static_cast<float>(sum / static_cast<double>(n));
       std::memset(out, 0, (n + 7) / 8);
       for (int64_t i = 0; i < n; ++i) {
         const bool positive = x[i] >= 0;
         if (positive) out[i / 8] = static_cast<char>(out[i / 8] | (1 << (i % 8)));
         if (sent != nullptr) sent[i] = positive ? scale : -scale;
       }
-      return scale;
+      return;
     }
     case Codec::kNone:
       break;
   }
   std::memcpy(out, x, 4 * static_cast<size_t>(n));
   if (sent != nullptr) std::memcpy(sent, x, 4 * static_cast<size_t>(n));
-  return 0;
 }
 
 bool DecodePayload(Codec codec, const char* in, size_t nbytes, int64_t n, float scale,
                    float* out) {
   switch (codec) {
-    case Codec::kFp16:
-    case Codec::kBf16: {
+    case Codec::kFp16: {
       if (nbytes != 2 * static_cast<size_t>(n)) return false;
-      const bool half = codec == Codec::kFp16;
+      int e = 0;
+      if (scale != 0 && (!std::isfinite(scale) || scale < 0 || std::frexp(scale, &e) != 0.5f)) {
+        return false;
+      }
+      const float s = scale == 0 ? 1.0f : scale;
       for (int64_t i = 0; i < n; ++i) {
         uint16_t h;
         std::memcpy(&h, in + 2 * i, 2);
-        out[i] = half ? HalfBitsToFloat(h) : Bf16BitsToFloat(h);
+        out[i] = HalfBitsToFloat(h) / s;
+      }
+      return true;
+    }
+    case Codec::kBf16: {
+      if (nbytes != 2 * static_cast<size_t>(n)) return false;
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, in + 2 * i, 2);
+        out[i] = Bf16BitsToFloat(h);
       }
       return true;
     }

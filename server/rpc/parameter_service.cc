@@ -270,7 +270,9 @@ grpc::Status ParameterServiceImpl::Pull(grpc::ServerContext* ctx, const PullRequ
     if (encoding != COMPRESSION_NONE) {
       const auto codec = static_cast<kernels::Codec>(encoding);
       bytes->resize(kernels::PayloadBytes(codec, piece.size, 0));
-      kernels::EncodePayload(codec, wide.data(), piece.size, 0, bytes->data(), nullptr);
+      const float scale = kernels::PayloadScale(codec, wide.data(), piece.size);
+      chunk.set_scale(scale);
+      kernels::EncodePayload(codec, wide.data(), piece.size, 0, scale, bytes->data(), nullptr);
     }
     chunk.set_tensor(*piece.tensor);
     chunk.set_offset(piece.offset);

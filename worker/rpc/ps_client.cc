@@ -231,8 +231,12 @@ class PullCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::By
     narrow_.resize(payload.size());
     TESSERA_RETURN_IF_ERROR(payload.ReadTo(narrow_.data()));
     float* dst = target_->params[it - names.begin()].data() + header.offset();
-    kernels::DecodePayload(static_cast<kernels::Codec>(header.encoding()), narrow_.data(),
-                           narrow_.size(), static_cast<int64_t>(n), 0, dst);
+    if (!kernels::DecodePayload(static_cast<kernels::Codec>(header.encoding()), narrow_.data(),
+                                narrow_.size(), static_cast<int64_t>(n), header.scale(), dst)) {
+      return absl::DataLossError(absl::StrCat("bad scale ", header.scale(), " in the ",
+                                              CompressionName(header.encoding()),
+                                              " chunk for tensor '", header.tensor(), "'"));
+    }
     received_ += n;
     view_clock_ = std::min(view_clock_, header.view_clock());
     return absl::OkStatus();
@@ -396,10 +400,12 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
       const auto kcodec = static_cast<kernels::Codec>(codec);
       const int64_t k = codec == COMPRESSION_TOPK ? kernels::TopKCount(n, topk_ratio_) : 0;
       const size_t bytes = kernels::PayloadBytes(kcodec, n, k);
+      // The scale goes in the header, which precedes the payload.
+      const float scale = kernels::PayloadScale(kcodec, values, n);
+      header.set_scale(scale);
       if (feedback) {
-        // The scale (ONEBIT) goes in the header, ahead of the payload: encode first.
         payload_.resize(bytes);
-        header.set_scale(kernels::EncodePayload(kcodec, values, n, k, payload_.data(), sent_.data()));
+        kernels::EncodePayload(kcodec, values, n, k, scale, payload_.data(), sent_.data());
         header.set_elements(n);
         for (uint64_t i = 0; i < n; ++i) residual[off + i] = accumulated_[i] - sent_[i];
         push_calls_[server]->Write(EncodeChunk(header, PushChunk::kValuesFieldNumber, bytes,
@@ -409,7 +415,7 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
       } else {
         push_calls_[server]->Write(
             EncodeChunk(header, PushChunk::kValuesFieldNumber, bytes, [&](char* dst) {
-              kernels::EncodePayload(kcodec, values, n, 0, dst, nullptr);
+              kernels::EncodePayload(kcodec, values, n, 0, scale, dst, nullptr);
             }));
       }
       push_wire_bytes_ += bytes;
