@@ -329,15 +329,23 @@ void PushSession::ReleaseBuffers() {
 
 absl::Status PushSession::AddChunk(absl::string_view tensor, uint64_t offset,
                                    const char* bytes, size_t nbytes) {
+  return AddChunkWith(tensor, offset, nbytes, [&](char* dst) {
+    std::memcpy(dst, bytes, nbytes);
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PushSession::AddChunkWith(absl::string_view tensor, uint64_t offset, size_t nbytes,
+                                       absl::FunctionRef<absl::Status(char* dst)> fill) {
   if (finished_) return absl::FailedPreconditionError("push session already committed");
   if (!error_.ok()) return error_;
-  absl::Status status = AddChunkImpl(tensor, offset, bytes, nbytes);
+  absl::Status status = AddChunkImpl(tensor, offset, nbytes, fill);
   if (!status.ok()) error_ = status;
   return status;
 }
 
-absl::Status PushSession::AddChunkImpl(absl::string_view tensor, uint64_t offset,
-                                       const char* bytes, size_t nbytes) {
+absl::Status PushSession::AddChunkImpl(absl::string_view tensor, uint64_t offset, size_t nbytes,
+                                       absl::FunctionRef<absl::Status(char* dst)> fill) {
   if (nbytes % sizeof(float) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "push to '", tensor, "' at offset ", offset, ": ", nbytes,
@@ -370,7 +378,7 @@ absl::Status PushSession::AddChunkImpl(absl::string_view tensor, uint64_t offset
         absl::StrCat("push to '", tensor, "': elements [", r.begin, ",", r.end,
                      ") overlap elements already pushed in this stream"));
   }
-  std::memcpy(b->values.data() + lb, bytes, nbytes);
+  TESSERA_RETURN_IF_ERROR(fill(reinterpret_cast<char*>(b->values.data() + lb)));
   // Insert [lb, le), merged with touching neighbours so in-order chunks keep
   // the map at one entry.
   uint64_t begin = lb, end = le;
@@ -634,9 +642,9 @@ absl::StatusOr<std::unique_ptr<PushSession>> ShardStore::BeginPush(const std::st
   return std::unique_ptr<PushSession>(new PushSession(std::move(job), worker, clock));
 }
 
-absl::Status ShardStore::Pull(const std::string& job_id, int worker, int64_t clock,
-                              absl::Span<const TensorSlice> slices, absl::Time deadline,
-                              std::vector<PulledSlice>* out) {
+absl::StatusOr<std::unique_ptr<PullCursor>> ShardStore::OpenPull(
+    const std::string& job_id, int worker, int64_t clock, absl::Span<const TensorSlice> slices,
+    absl::Time deadline) {
   TESSERA_ASSIGN_OR_RETURN(std::shared_ptr<Job> job, FindJob(job_id));
   const std::string what = absl::StrCat("pull from job '", job_id, "'");
   if (worker < 0 || clock < 0) {
@@ -644,7 +652,7 @@ absl::Status ShardStore::Pull(const std::string& job_id, int worker, int64_t clo
         absl::StrCat(what, ": worker ", worker, " and clock ", clock, " must be >= 0"));
   }
   if (slices.empty()) return absl::InvalidArgumentError(absl::StrCat(what, ": no slices asked for"));
-  std::vector<Slice*> sources;
+  std::vector<PullCursor::Source> sources;
   sources.reserve(slices.size());
   for (const TensorSlice& ts : slices) {
     if (ts.begin() >= ts.end()) {
@@ -653,14 +661,11 @@ absl::Status ShardStore::Pull(const std::string& job_id, int worker, int64_t clo
     }
     TESSERA_ASSIGN_OR_RETURN(Slice * s,
                              job->FindSlice(ts.tensor(), Range{ts.begin(), ts.end()}, what));
-    sources.push_back(s);
+    sources.push_back(PullCursor::Source{s, ts.tensor(), Range{ts.begin(), ts.end()}, -1});
   }
-  out->resize(slices.size());
-  uint64_t bytes = 0;
-  int64_t view_clock = std::numeric_limits<int64_t>::max();
-  for (size_t i = 0; i < slices.size(); ++i) {
-    Slice* s = sources[i];
-    PulledSlice& dst = (*out)[i];
+  uint64_t elements = 0;
+  for (PullCursor::Source& src : sources) {
+    Slice* s = src.slice;
     absl::MutexLock lock(&s->mu);
     if (s->closed.ok() && !PullReady(*job, s, clock)) {
       job->waiting_pulls.fetch_add(1, std::memory_order_relaxed);
@@ -674,21 +679,81 @@ absl::Status ShardStore::Pull(const std::string& job_id, int worker, int64_t clo
       }
     }
     if (!s->closed.ok()) return s->closed;
+    src.view_clock = ViewClock(*job, s);
+    elements += src.range.size();
+  }
+  auto cursor = std::unique_ptr<PullCursor>(new PullCursor(job, std::move(sources)));
+  job->pulls.fetch_add(1, std::memory_order_relaxed);
+  job->pull_bytes.fetch_add(elements * sizeof(float), std::memory_order_relaxed);
+  const int64_t staleness =
+      std::min<int64_t>(ObservedStaleness(clock, cursor->view_clock()), kStalenessBuckets - 1);
+  job->staleness[staleness].fetch_add(1, std::memory_order_relaxed);
+  return cursor;
+}
+
+absl::Status ShardStore::Pull(const std::string& job_id, int worker, int64_t clock,
+                              absl::Span<const TensorSlice> slices, absl::Time deadline,
+                              std::vector<PulledSlice>* out) {
+  TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<PullCursor> cursor,
+                           OpenPull(job_id, worker, clock, slices, deadline));
+  out->resize(slices.size());
+  for (size_t i = 0; i < slices.size(); ++i) {
+    PulledSlice& dst = (*out)[i];
     dst.tensor = slices[i].tensor();
     dst.range = Range{slices[i].begin(), slices[i].end()};
-    dst.version = s->version;
-    dst.view_clock = ViewClock(*job, s);
-    view_clock = std::min(view_clock, dst.view_clock);
-    const auto first = s->weights.begin() + (dst.range.begin - s->range.begin);
-    dst.values.assign(first, first + dst.range.size());
-    bytes += dst.range.size() * sizeof(float);
+    PullCursor::Piece piece;
+    // One piece per range: the whole range is copied under one lock hold.
+    TESSERA_ASSIGN_OR_RETURN(bool more, cursor->Next(
+                                            dst.range.size(),
+                                            [&](size_t n) {
+                                              dst.values.resize(n);
+                                              return dst.values.data();
+                                            },
+                                            &piece));
+    if (!more) return absl::InternalError("pull cursor ended early");
+    dst.version = piece.version;
+    dst.view_clock = cursor->sources_[i].view_clock;
   }
-  job->pulls.fetch_add(1, std::memory_order_relaxed);
-  job->pull_bytes.fetch_add(bytes, std::memory_order_relaxed);
-  const int64_t staleness =
-      std::min<int64_t>(ObservedStaleness(clock, view_clock), kStalenessBuckets - 1);
-  job->staleness[staleness].fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
+}
+
+// ----------------------------------------------------------------- PullCursor
+
+PullCursor::PullCursor(std::shared_ptr<internal::Job> job, std::vector<Source> sources)
+    : job_(std::move(job)), sources_(std::move(sources)) {
+  view_clock_ = std::numeric_limits<int64_t>::max();
+  for (const Source& src : sources_) {
+    view_clock_ = std::min(view_clock_, src.view_clock);
+    total_ += src.range.size();
+  }
+}
+
+PullCursor::~PullCursor() = default;
+
+absl::StatusOr<bool> PullCursor::Next(size_t max_elements,
+                                      absl::FunctionRef<float*(size_t n)> alloc, Piece* piece) {
+  if (next_source_ == sources_.size()) return false;
+  const Source& src = sources_[next_source_];
+  const size_t n = std::min<uint64_t>(std::max<size_t>(max_elements, 1),
+                                      src.range.size() - next_offset_);
+  float* dst = alloc(n);
+  Slice* s = src.slice;
+  {
+    absl::MutexLock lock(&s->mu);
+    if (!s->closed.ok()) return s->closed;
+    std::memcpy(dst, s->weights.data() + (src.range.begin - s->range.begin) + next_offset_,
+                n * sizeof(float));
+    piece->version = s->version;
+  }
+  piece->tensor = &src.tensor;
+  piece->offset = src.range.begin + next_offset_;
+  piece->size = n;
+  next_offset_ += n;
+  if (next_offset_ == src.range.size()) {
+    ++next_source_;
+    next_offset_ = 0;
+  }
+  return true;
 }
 
 absl::StatusOr<JobStats> ShardStore::Stats(const std::string& job_id) const {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -38,6 +39,58 @@ struct PulledSlice {
   // the latest clock each committed to the slice (workers push clocks in order).
   int64_t view_clock = -1;
   std::vector<float> values;
+};
+
+// A pull read out piece by piece (ShardStore::OpenPull): each Next() copies
+// the next piece of the requested ranges under its slice's lock, so a pull
+// holds no lock between pieces and needs no snapshot buffer of its own (a
+// fresh multi-megabyte buffer per pull costs more in page faults than the
+// copy itself). In ASYNC/SSP, pieces of one slice read by different Next()
+// calls may straddle optimizer steps (each piece is consistent and carries
+// its version; every piece includes at least what view_clock() promises).
+// In SYNC a reader's slices cannot move while it reads: the next step needs
+// the reader's own push. Keeps its job alive. Used by one thread.
+class PullCursor {
+ public:
+  struct Piece {
+    const std::string* tensor = nullptr;  // valid while the cursor lives
+    uint64_t offset = 0;                  // element offset in the whole tensor
+    size_t size = 0;                      // elements
+    int64_t version = 0;                  // the slice's version when copied
+  };
+  ~PullCursor();
+  PullCursor(const PullCursor&) = delete;
+  PullCursor& operator=(const PullCursor&) = delete;
+
+  // Copies up to `max_elements` (>= 1) values of the next piece into the
+  // buffer `alloc(n)` returns for its n elements, and describes it in
+  // *piece. Returns false when every range was read. ABORTED / CANCELLED if
+  // the job was dropped / the store shut down meanwhile.
+  absl::StatusOr<bool> Next(size_t max_elements, absl::FunctionRef<float*(size_t n)> alloc,
+                            Piece* piece);
+
+  // The pull's view clock: the minimum over its slices when opened (see
+  // PulledSlice::view_clock).
+  int64_t view_clock() const { return view_clock_; }
+  // Elements the pull returns in all.
+  uint64_t total_elements() const { return total_; }
+
+ private:
+  friend class ShardStore;
+  struct Source {
+    internal::Slice* slice;
+    std::string tensor;
+    Range range;
+    int64_t view_clock;
+  };
+  PullCursor(std::shared_ptr<internal::Job> job, std::vector<Source> sources);
+
+  const std::shared_ptr<internal::Job> job_;
+  const std::vector<Source> sources_;
+  int64_t view_clock_ = -1;
+  uint64_t total_ = 0;
+  size_t next_source_ = 0;
+  uint64_t next_offset_ = 0;  // within sources_[next_source_].range
 };
 
 // Counters of one job on this server.
@@ -80,6 +133,13 @@ class PushSession {
   absl::Status AddChunk(absl::string_view tensor, uint64_t offset, const char* bytes,
                         size_t nbytes);
 
+  // As AddChunk, but the bytes are written by `fill` straight into the
+  // staging buffer (e.g. from a network buffer, without an intermediate
+  // copy). `fill` gets a destination of `nbytes` bytes, called only after
+  // every check passed; an error it returns fails the session.
+  absl::Status AddChunkWith(absl::string_view tensor, uint64_t offset, size_t nbytes,
+                            absl::FunctionRef<absl::Status(char* dst)> fill);
+
   // Applies the push. Every slice touched must be fully covered, else
   // INVALID_ARGUMENT "push to 'dense0/w' covered 10 of 1000 elements of slice
   // [0,1000)"; a push that touched nothing is INVALID_ARGUMENT. The checks of
@@ -96,8 +156,8 @@ class PushSession {
   friend class ShardStore;
   PushSession(std::shared_ptr<internal::Job> job, int worker, int64_t clock);
 
-  absl::Status AddChunkImpl(absl::string_view tensor, uint64_t offset, const char* bytes,
-                            size_t nbytes);
+  absl::Status AddChunkImpl(absl::string_view tensor, uint64_t offset, size_t nbytes,
+                            absl::FunctionRef<absl::Status(char* dst)> fill);
   absl::Status CommitImpl();
   void ReleaseBuffers();
 
@@ -183,6 +243,14 @@ class ShardStore {
   absl::Status Pull(const std::string& job_id, int worker, int64_t clock,
                     absl::Span<const TensorSlice> slices, absl::Time deadline,
                     std::vector<PulledSlice>* out);
+
+  // Pull without a snapshot: waits and checks exactly as Pull, counts the
+  // pull in the job's stats, then returns a cursor that reads the values out
+  // piece by piece (see PullCursor). Errors as Pull.
+  absl::StatusOr<std::unique_ptr<PullCursor>> OpenPull(const std::string& job_id, int worker,
+                                                       int64_t clock,
+                                                       absl::Span<const TensorSlice> slices,
+                                                       absl::Time deadline);
 
   // Counters of a job; NOT_FOUND if there is no such job.
   absl::StatusOr<JobStats> Stats(const std::string& job_id) const;

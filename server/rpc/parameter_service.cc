@@ -8,7 +8,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/rpc/chunk_codec.h"
 #include "common/rpc/grpc_status.h"
+#include "common/status_macros.h"
 #include "spdlog/spdlog.h"
 
 namespace tessera::server {
@@ -62,46 +64,107 @@ grpc::Status ParameterServiceImpl::SetLiveWorkers(grpc::ServerContext*,
   return ToGrpcStatus(s);
 }
 
-grpc::Status ParameterServiceImpl::Push(grpc::ServerContext* ctx,
-                                        grpc::ServerReader<PushChunk>* reader,
-                                        PushResponse* resp) {
-  PushChunk chunk;
-  if (!reader->Read(&chunk)) {
-    if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "push cancelled");
-    return Invalid("push stream carried no chunks");
+namespace {
+
+// One push stream: chunks are decoded one at a time, each straight into the
+// staging buffer of its slice; the client's half-close commits the push.
+// Reactions run on gRPC's callback threads, one at a time for a stream.
+class PushReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
+ public:
+  PushReactor(ShardStore* store, grpc::CallbackServerContext* ctx, grpc::ByteBuffer* response)
+      : store_(store), ctx_(ctx), response_(response) {
+    StartRead(&chunk_);
   }
-  const std::string job_id = chunk.job_id();
-  const int worker = chunk.worker();
-  const int64_t clock = chunk.clock();
-  if (job_id.empty()) return Invalid("push: the first chunk has no job_id");
-  auto session = store_->BeginPush(job_id, worker, clock);
-  if (!session.ok()) return ToGrpcStatus(session.status());
-  do {
-    if (chunk.job_id() != job_id || chunk.worker() != worker || chunk.clock() != clock) {
-      return Invalid(absl::StrCat("push: a chunk for job '", chunk.job_id(), "' worker ",
-                                  chunk.worker(), " clock ", chunk.clock(),
-                                  " inside a stream opened for job '", job_id, "' worker ",
-                                  worker, " clock ", clock));
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Finish(End());
+      return;
     }
-    if (chunk.values().size() > kMaxChunkBytes) {
-      return Invalid(absl::StrCat("push to '", chunk.tensor(), "': a chunk of ",
-                                  chunk.values().size(), " bytes exceeds the ", kMaxChunkBytes,
-                                  "-byte chunk limit"));
+    grpc::Status st = AddChunk();
+    chunk_.Clear();
+    if (!st.ok()) {
+      // Stop reading; the session (if any) is discarded, nothing applied.
+      Finish(st);
+      return;
     }
-    absl::Status s = (*session)->AddChunk(chunk.tensor(), chunk.offset(), chunk.values().data(),
-                                          chunk.values().size());
+    StartRead(&chunk_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  grpc::Status AddChunk() {
+    PushChunk header;
+    absl::Status s = DecodeChunk(&chunk_, &header, PushChunk::kValuesFieldNumber,
+                                 [&](ChunkPayload& payload) -> absl::Status {
+                                   TESSERA_RETURN_IF_ERROR(CheckHeader(header));
+                                   if (payload.size() > kMaxChunkBytes) {
+                                     return absl::InvalidArgumentError(absl::StrCat(
+                                         "push to '", header.tensor(), "': a chunk of ",
+                                         payload.size(), " bytes exceeds the ", kMaxChunkBytes,
+                                         "-byte chunk limit"));
+                                   }
+                                   return session_->AddChunkWith(
+                                       header.tensor(), header.offset(), payload.size(),
+                                       [&](char* dst) { return payload.ReadTo(dst); });
+                                 });
+    return ToGrpcStatus(s);
+  }
+
+  // The first chunk opens the session; later ones must match it.
+  absl::Status CheckHeader(const PushChunk& c) {
+    if (session_ == nullptr) {
+      if (c.job_id().empty()) {
+        return absl::InvalidArgumentError("push: the first chunk has no job_id");
+      }
+      job_id_ = c.job_id();
+      worker_ = c.worker();
+      clock_ = c.clock();
+      TESSERA_ASSIGN_OR_RETURN(session_, store_->BeginPush(job_id_, worker_, clock_));
+      return absl::OkStatus();
+    }
+    if (c.job_id() != job_id_ || c.worker() != worker_ || c.clock() != clock_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "push: a chunk for job '", c.job_id(), "' worker ", c.worker(), " clock ", c.clock(),
+          " inside a stream opened for job '", job_id_, "' worker ", worker_, " clock ", clock_));
+    }
+    return absl::OkStatus();
+  }
+
+  // The stream ended: commit, unless it ended because the client went away.
+  grpc::Status End() {
+    if (ctx_->IsCancelled()) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "push stream broken; nothing applied");
+    }
+    if (session_ == nullptr) return Invalid("push stream carried no chunks");
+    absl::Status s = session_->Commit();
     if (!s.ok()) return ToGrpcStatus(s);
-  } while (reader->Read(&chunk));
-  // Read() also ends when the client goes away: never commit a broken stream.
-  if (ctx->IsCancelled()) {
-    return grpc::Status(grpc::StatusCode::CANCELLED, "push stream broken; nothing applied");
+    PushResponse resp;
+    resp.set_elements(session_->elements());
+    const std::string bytes = resp.SerializeAsString();
+    grpc::Slice slice(bytes);
+    *response_ = grpc::ByteBuffer(&slice, 1);
+    spdlog::trace("push job '{}' worker {} clock {}: {} elements", job_id_, worker_, clock_,
+                  session_->elements());
+    return grpc::Status::OK;
   }
-  absl::Status s = (*session)->Commit();
-  if (!s.ok()) return ToGrpcStatus(s);
-  resp->set_elements((*session)->elements());
-  spdlog::trace("push job '{}' worker {} clock {}: {} elements", job_id, worker, clock,
-                (*session)->elements());
-  return grpc::Status::OK;
+
+  ShardStore* const store_;
+  grpc::CallbackServerContext* const ctx_;
+  grpc::ByteBuffer* const response_;
+  grpc::ByteBuffer chunk_;
+  std::unique_ptr<PushSession> session_;
+  std::string job_id_;
+  int worker_ = -1;
+  int64_t clock_ = -1;
+};
+
+}  // namespace
+
+grpc::ServerReadReactor<grpc::ByteBuffer>* ParameterServiceImpl::Push(
+    grpc::CallbackServerContext* ctx, grpc::ByteBuffer* response) {
+  return new PushReactor(store_, ctx, response);
 }
 
 grpc::Status ParameterServiceImpl::Pull(grpc::ServerContext* ctx, const PullRequest* req,
@@ -113,31 +176,37 @@ grpc::Status ParameterServiceImpl::Pull(grpc::ServerContext* ctx, const PullRequ
   const std::vector<TensorSlice> slices(req->slices().begin(), req->slices().end());
   const absl::Time deadline =
       std::min(ContextDeadline(*ctx), absl::Now() + options_.max_pull_wait);
-  std::vector<PulledSlice> out;
-  absl::Status s;
+  absl::StatusOr<std::unique_ptr<PullCursor>> cursor;
   while (true) {
     const absl::Time step = std::min(deadline, absl::Now() + kCancelPollInterval);
-    s = store_->Pull(req->job_id(), req->worker(), req->clock(), slices, step, &out);
-    if (s.code() != absl::StatusCode::kDeadlineExceeded || step >= deadline) break;
+    cursor = store_->OpenPull(req->job_id(), req->worker(), req->clock(), slices, step);
+    if (cursor.status().code() != absl::StatusCode::kDeadlineExceeded || step >= deadline) break;
     if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "pull cancelled");
   }
-  if (!s.ok()) return ToGrpcStatus(s);
+  if (!cursor.ok()) return ToGrpcStatus(cursor.status());
 
+  // Each piece is copied from the slice straight into the chunk's bytes, whose
+  // capacity the next piece reuses.
   constexpr size_t kMaxElements = kMaxChunkBytes / sizeof(float);
-  int64_t view_clock = std::numeric_limits<int64_t>::max();
-  for (const PulledSlice& p : out) view_clock = std::min(view_clock, p.view_clock);
   PullChunk chunk;
-  chunk.set_view_clock(view_clock);
-  for (const PulledSlice& p : out) {
-    for (size_t i = 0; i < p.values.size(); i += kMaxElements) {
-      const size_t n = std::min(kMaxElements, p.values.size() - i);
-      chunk.set_tensor(p.tensor);
-      chunk.set_offset(p.range.begin + i);
-      chunk.set_version(p.version);
-      chunk.set_values(reinterpret_cast<const char*>(p.values.data() + i), n * sizeof(float));
-      if (!writer->Write(chunk)) {
-        return grpc::Status(grpc::StatusCode::CANCELLED, "pull: the client went away");
-      }
+  chunk.set_view_clock((*cursor)->view_clock());
+  std::string* bytes = chunk.mutable_values();
+  PullCursor::Piece piece;
+  while (true) {
+    absl::StatusOr<bool> more = (*cursor)->Next(
+        kMaxElements,
+        [&](size_t n) {
+          bytes->resize(n * sizeof(float));
+          return reinterpret_cast<float*>(bytes->data());
+        },
+        &piece);
+    if (!more.ok()) return ToGrpcStatus(more.status());
+    if (!*more) break;
+    chunk.set_tensor(*piece.tensor);
+    chunk.set_offset(piece.offset);
+    chunk.set_version(piece.version);
+    if (!writer->Write(chunk)) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "pull: the client went away");
     }
   }
   return grpc::Status::OK;

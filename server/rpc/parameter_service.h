@@ -8,8 +8,10 @@
 
 namespace tessera::server {
 
-// The gRPC face of a ShardStore (synchronous API). Thin: validates each
-// request, calls the store, maps the status with ToGrpcStatus.
+// The gRPC face of a ShardStore. Thin: validates each request, calls the
+// store, maps the status with ToGrpcStatus. Push uses the callback API on raw
+// byte buffers (each chunk's payload is decoded straight into the slice's
+// staging buffer, see common/rpc/chunk_codec.h); the rest is synchronous.
 //   Push: the first chunk fixes job/worker/clock (a later chunk that differs is
 //         INVALID_ARGUMENT); each chunk is staged; the push is committed when
 //         the client half-closes, and discarded if the stream breaks.
@@ -17,7 +19,8 @@ namespace tessera::server {
 //         Options::max_pull_wait, then streams PullChunks of at most
 //         kMaxChunkBytes of payload.
 // Thread-safe; `store` must outlive the service.
-class ParameterServiceImpl final : public ParameterService::Service {
+class ParameterServiceImpl final
+    : public ParameterService::WithRawCallbackMethod_Push<ParameterService::Service> {
  public:
   struct Options {
     // Longest a pull waits for fresh data, whatever the client's deadline.
@@ -32,8 +35,8 @@ class ParameterServiceImpl final : public ParameterService::Service {
                        DropJobResponse* resp) override;
   grpc::Status SetLiveWorkers(grpc::ServerContext* ctx, const SetLiveWorkersRequest* req,
                               SetLiveWorkersResponse* resp) override;
-  grpc::Status Push(grpc::ServerContext* ctx, grpc::ServerReader<PushChunk>* reader,
-                    PushResponse* resp) override;
+  grpc::ServerReadReactor<grpc::ByteBuffer>* Push(grpc::CallbackServerContext* ctx,
+                                                  grpc::ByteBuffer* response) override;
   grpc::Status Pull(grpc::ServerContext* ctx, const PullRequest* req,
                     grpc::ServerWriter<PullChunk>* writer) override;
   grpc::Status Stats(grpc::ServerContext* ctx, const ServerStatsRequest* req,

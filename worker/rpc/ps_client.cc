@@ -2,35 +2,229 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <limits>
-#include <future>
 #include <utility>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/range.h"
+#include "common/rpc/chunk_codec.h"
 #include "common/rpc/grpc_status.h"
 #include "common/status_macros.h"
+#include "proto/parameter_service.pb.h"
 
 namespace tessera::worker {
+namespace internal {
 namespace {
 
-constexpr uint64_t kFloatsPerChunk = kMaxChunkBytes / sizeof(float);
+constexpr char kPushMethod[] = "/tessera.ParameterService/Push";
+constexpr char kPullMethod[] = "/tessera.ParameterService/Pull";
 
-// Runs fn(i) for every i in [0, n) concurrently and returns the first error.
-template <typename Fn>
-absl::Status ForEachParallel(size_t n, Fn fn) {
-  if (n == 1) return fn(0);
-  std::vector<std::future<absl::Status>> futures;
-  futures.reserve(n);
-  for (size_t i = 0; i < n; ++i) futures.push_back(std::async(std::launch::async, fn, i));
-  absl::Status first;
-  for (auto& f : futures) {
-    absl::Status st = f.get();
-    if (first.ok() && !st.ok()) first = st;
+// The end of one call, shared by its reactor and the thread that waits, so
+// the reactor's last action (in OnDone) touches nothing the waiter frees.
+class CallDone {
+ public:
+  void Set(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    status_ = status;
+    done_ = true;
   }
-  return first;
-}
+  grpc::Status Wait() {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&done_));
+    return status_;
+  }
 
+ private:
+  absl::Mutex mu_;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+// One push stream to one server. Chunks queue up as the caller encodes them
+// and are written one at a time (gRPC allows one write in flight per
+// stream); Close() half-closes once the queue drains. A hold keeps the call
+// open between the caller's writes. Thread-safe.
+class PushCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  PushCall(grpc::GenericStub* stub, absl::Duration timeout)
+      : done_(std::make_shared<CallDone>()) {
+    SetTimeout(&ctx_, timeout);
+    stub->PrepareBidiStreamingCall(&ctx_, kPushMethod, grpc::StubOptions(), this);
+    AddHold();
+    StartRead(&response_);
+    StartCall();
+  }
+
+  void Write(grpc::ByteBuffer chunk) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (released_ || broken_) return;  // the call failed; Wait() says why
+      queue_.push_back(std::move(chunk));
+    }
+    Pump();
+  }
+
+  // No more writes: half-close after the queued ones (or at once, if the
+  // stream broke). `cancel` abandons the push instead: nothing is applied.
+  void Close(bool cancel) {
+    if (cancel) ctx_.TryCancel();
+    {
+      absl::MutexLock lock(&mu_);
+      closing_ = true;
+      if (cancel) broken_ = true;
+    }
+    Pump();
+  }
+
+  // REQUIRES: Close() was called. Returns the call's status.
+  grpc::Status Wait() { return done_->Wait(); }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      queue_.pop_front();
+      if (!ok) broken_ = true;  // the call is ending; OnDone brings the status
+    }
+    Pump();
+  }
+  void OnReadDone(bool) override {}  // the one PushResponse; nothing in it is needed
+  void OnDone(const grpc::Status& status) override {
+    std::shared_ptr<CallDone> done = done_;
+    done->Set(status);  // `this` may be gone once Set returns
+  }
+
+ private:
+  // Starts the next write, or ends the writing. Never holds mu_ across a
+  // gRPC call: a reaction may run inline.
+  void Pump() {
+    const grpc::ByteBuffer* next = nullptr;
+    bool writes_done = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (writing_ || released_) return;
+      if (broken_) {
+        queue_.clear();
+      } else if (!queue_.empty()) {
+        writing_ = true;
+        next = &queue_.front();  // a deque keeps it in place while others queue up
+      }
+      if (next == nullptr) {
+        if (!closing_ && !broken_) return;
+        released_ = true;
+        writes_done = !broken_;
+      }
+    }
+    if (next != nullptr) {
+      StartWrite(next);
+      return;
+    }
+    if (writes_done) StartWritesDone();
+    RemoveHold();
+  }
+
+  grpc::ClientContext ctx_;
+  grpc::ByteBuffer response_;
+  const std::shared_ptr<CallDone> done_;
+  absl::Mutex mu_;
+  std::deque<grpc::ByteBuffer> queue_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;   // a StartWrite is in flight
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;   // Close() was called
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;    // a write failed or the push was cancelled
+  bool released_ ABSL_GUARDED_BY(mu_) = false;  // the hold is gone: no more operations
+};
+
+// One pull stream from one server. Each chunk is decoded on gRPC's thread
+// straight into the parameters. Reactions run one at a time.
+class PullCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  PullCall(grpc::GenericStub* stub, absl::Duration timeout, const PullRequest& request,
+           const PullTarget* target)
+      : target_(target), done_(std::make_shared<CallDone>()) {
+    const std::string bytes = request.SerializeAsString();
+    grpc::Slice slice(bytes);
+    request_ = grpc::ByteBuffer(&slice, 1);
+    SetTimeout(&ctx_, timeout);
+    stub->PrepareBidiStreamingCall(&ctx_, kPullMethod, grpc::StubOptions(), this);
+    StartWriteLast(&request_, grpc::WriteOptions());
+    StartRead(&chunk_);
+    StartCall();
+  }
+
+  void Cancel() { ctx_.TryCancel(); }
+
+  // Waits for the end of the call. Then received() and view_clock() hold;
+  // a malformed chunk is DATA_LOSS.
+  absl::Status Wait(const std::string& address) {
+    const grpc::Status st = done_->Wait();
+    if (!error_.ok()) {
+      return absl::Status(error_.code(),
+                          absl::StrCat("pull from server ", address, ": ", error_.message()));
+    }
+    return FromGrpcStatus(st, absl::StrCat("pull from server ", address));
+  }
+  uint64_t received() const { return received_; }
+  int64_t view_clock() const { return view_clock_; }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // end of the stream; OnDone follows
+    absl::Status st = Decode();
+    chunk_.Clear();
+    if (!st.ok()) {
+      error_ = absl::DataLossError(st.message());
+      ctx_.TryCancel();
+      return;
+    }
+    StartRead(&chunk_);
+  }
+  void OnDone(const grpc::Status& status) override {
+    std::shared_ptr<CallDone> done = done_;
+    done->Set(status);  // `this` may be gone once Set returns
+  }
+
+ private:
+  absl::Status Decode() {
+    PullChunk header;
+    return DecodeChunk(&chunk_, &header, PullChunk::kValuesFieldNumber,
+                       [&](ChunkPayload& payload) -> absl::Status {
+                         const auto& names = *target_->names;
+                         const auto it = std::find(names.begin(), names.end(), header.tensor());
+                         const size_t n = payload.size() / sizeof(float);
+                         if (it == names.end() || payload.size() % sizeof(float) != 0 ||
+                             header.offset() > target_->params[it - names.begin()].size() ||
+                             n > target_->params[it - names.begin()].size() - header.offset()) {
+                           return absl::DataLossError(
+                               absl::StrCat("malformed chunk for tensor '", header.tensor(),
+                                            "' at offset ", header.offset()));
+                         }
+                         float* dst = target_->params[it - names.begin()].data() + header.offset();
+                         TESSERA_RETURN_IF_ERROR(payload.ReadTo(reinterpret_cast<char*>(dst)));
+                         received_ += n;
+                         view_clock_ = std::min(view_clock_, header.view_clock());
+                         return absl::OkStatus();
+                       });
+  }
+
+  const PullTarget* const target_;
+  grpc::ClientContext ctx_;
+  grpc::ByteBuffer request_;
+  grpc::ByteBuffer chunk_;
+  const std::shared_ptr<CallDone> done_;
+  // Written by reactions only, read after Wait().
+  uint64_t received_ = 0;
+  int64_t view_clock_ = std::numeric_limits<int64_t>::max();
+  absl::Status error_;
+};
+
+}  // namespace internal
+
+namespace {
+constexpr uint64_t kFloatsPerChunk = kMaxChunkBytes / sizeof(float);
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GrpcParameterClient>> GrpcParameterClient::Create(
@@ -83,19 +277,105 @@ GrpcParameterClient::GrpcParameterClient(std::string job_id, int rank, const Ten
     tensor_names_.push_back(t.name());
     tensor_sizes_.push_back(t.size());
   }
+  holders_.resize(tensor_names_.size());
   for (const ServerSlices& s : plan.servers()) {
     if (s.slices_size() == 0) continue;
     Server server;
     server.address = s.address();
-    server.stub = ParameterService::NewStub(MakeChannel(s.address()));
+    server.stub = std::make_unique<grpc::GenericStub>(MakeChannel(s.address()));
     for (const TensorSlice& slice : s.slices()) {
       const int t = static_cast<int>(
           std::find(tensor_names_.begin(), tensor_names_.end(), slice.tensor()) -
           tensor_names_.begin());
-      server.pieces.push_back(Piece{t, slice.begin(), slice.end()});
+      const Piece piece{t, slice.begin(), slice.end()};
+      server.pieces.push_back(piece);
+      server.elements += piece.end - piece.begin;
+      holders_[t].emplace_back(servers_.size(), piece);
     }
     servers_.push_back(std::move(server));
   }
+}
+
+GrpcParameterClient::~GrpcParameterClient() {
+  // Calls still open (the caller gave up on an error) end cancelled.
+  for (auto& call : push_calls_) call->Close(/*cancel=*/true);
+  for (auto& call : push_calls_) call->Wait();
+  for (auto& call : pull_calls_) call->Cancel();
+  for (size_t i = 0; i < pull_calls_.size(); ++i) pull_calls_[i]->Wait(servers_[i].address).IgnoreError();
+}
+
+absl::Status GrpcParameterClient::BeginPush(int64_t clock) {
+  if (clock < 0) return absl::InvalidArgumentError(absl::StrCat("push at clock ", clock));
+  if (!push_calls_.empty()) {  // an abandoned push: applies nothing
+    for (auto& call : push_calls_) call->Close(/*cancel=*/true);
+    AwaitPush().IgnoreError();
+  }
+  push_clock_ = clock;
+  pushed_.assign(tensor_names_.size(), false);
+  push_error_ = absl::OkStatus();
+  for (Server& server : servers_) {
+    push_calls_.push_back(
+        std::make_unique<internal::PushCall>(server.stub.get(), options_.push_timeout));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float> grad) {
+  if (push_calls_.empty()) return absl::FailedPreconditionError("PushTensor without BeginPush");
+  if (tensor < 0 || static_cast<size_t>(tensor) >= tensor_names_.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("push of tensor ", tensor, "; the plan has ", tensor_names_.size()));
+  }
+  if (grad.size() != tensor_sizes_[tensor]) {
+    return absl::InvalidArgumentError(absl::StrCat("push of '", tensor_names_[tensor], "': ",
+                                                   grad.size(), " values, expected ",
+                                                   tensor_sizes_[tensor]));
+  }
+  if (pushed_[tensor]) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("push of '", tensor_names_[tensor], "' twice at clock ", push_clock_));
+  }
+  pushed_[tensor] = true;
+  PushChunk header;
+  header.set_job_id(job_id_);
+  header.set_worker(rank_);
+  header.set_clock(push_clock_);
+  header.set_tensor(tensor_names_[tensor]);
+  for (const auto& [server, piece] : holders_[tensor]) {
+    for (uint64_t off = piece.begin; off < piece.end; off += kFloatsPerChunk) {
+      const uint64_t n = std::min<uint64_t>(kFloatsPerChunk, piece.end - off);
+      header.set_offset(off);
+      push_calls_[server]->Write(EncodeChunk(
+          header, PushChunk::kValuesFieldNumber, n * sizeof(float),
+          [&](char* dst) { std::memcpy(dst, grad.data() + off, n * sizeof(float)); }));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GrpcParameterClient::FinishPush() {
+  if (push_calls_.empty()) return absl::FailedPreconditionError("FinishPush without BeginPush");
+  const auto missing = std::find(pushed_.begin(), pushed_.end(), false);
+  const bool complete = missing == pushed_.end();
+  for (auto& call : push_calls_) call->Close(/*cancel=*/!complete);
+  absl::Status st = AwaitPush();
+  if (!complete) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("push at clock ", push_clock_, ": tensor '",
+                     tensor_names_[missing - pushed_.begin()], "' was not pushed; nothing applied"));
+  }
+  return st;
+}
+
+absl::Status GrpcParameterClient::AwaitPush() {
+  absl::Status first;
+  for (size_t i = 0; i < push_calls_.size(); ++i) {
+    absl::Status st = FromGrpcStatus(push_calls_[i]->Wait(),
+                                     absl::StrCat("push to server ", servers_[i].address));
+    if (first.ok() && !st.ok()) first = st;
+  }
+  push_calls_.clear();
+  return first;
 }
 
 absl::Status GrpcParameterClient::Push(int64_t clock,
@@ -111,39 +391,17 @@ absl::Status GrpcParameterClient::Push(int64_t clock,
                                                      tensor_sizes_[t]));
     }
   }
-  return ForEachParallel(servers_.size(),
-                         [&](size_t i) { return PushTo(servers_[i], clock, grads); });
-}
-
-absl::Status GrpcParameterClient::PushTo(Server& server, int64_t clock,
-                                         absl::Span<const absl::Span<const float>> grads) {
-  grpc::ClientContext ctx;
-  SetTimeout(&ctx, options_.push_timeout);
-  PushResponse response;
-  std::unique_ptr<grpc::ClientWriter<PushChunk>> writer = server.stub->Push(&ctx, &response);
-  PushChunk chunk;
-  chunk.set_job_id(job_id_);
-  chunk.set_worker(rank_);
-  chunk.set_clock(clock);
-  bool broken = false;
-  for (const Piece& p : server.pieces) {
-    chunk.set_tensor(tensor_names_[p.tensor]);
-    for (uint64_t off = p.begin; off < p.end && !broken; off += kFloatsPerChunk) {
-      const uint64_t n = std::min<uint64_t>(kFloatsPerChunk, p.end - off);
-      chunk.set_offset(off);
-      chunk.set_values(reinterpret_cast<const char*>(grads[p.tensor].data() + off),
-                       n * sizeof(float));
-      broken = !writer->Write(chunk);
-    }
-    if (broken) break;
+  TESSERA_RETURN_IF_ERROR(BeginPush(clock));
+  for (size_t t = 0; t < grads.size(); ++t) {
+    TESSERA_RETURN_IF_ERROR(PushTensor(static_cast<int>(t), grads[t]));
   }
-  writer->WritesDone();
-  grpc::Status st = writer->Finish();
-  return FromGrpcStatus(st, absl::StrCat("push to server ", server.address));
+  return FinishPush();
 }
 
-absl::Status GrpcParameterClient::Pull(int64_t clock, absl::Span<const absl::Span<float>> params,
-                                       int64_t* view_clock) {
+absl::Status GrpcParameterClient::StartPull(int64_t clock,
+                                            absl::Span<const absl::Span<float>> params) {
+  if (!pull_calls_.empty()) return absl::FailedPreconditionError("a pull is already outstanding");
+  if (clock < 0) return absl::InvalidArgumentError(absl::StrCat("pull at clock ", clock));
   if (params.size() != tensor_sizes_.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("pull of ", params.size(), " tensors; the plan has ", tensor_sizes_.size()));
@@ -155,62 +413,52 @@ absl::Status GrpcParameterClient::Pull(int64_t clock, absl::Span<const absl::Spa
                                                      tensor_sizes_[t]));
     }
   }
-  std::vector<int64_t> views(servers_.size(), -1);
-  TESSERA_RETURN_IF_ERROR(ForEachParallel(
-      servers_.size(), [&](size_t i) { return PullFrom(servers_[i], clock, params, &views[i]); }));
-  if (view_clock != nullptr) {
-    *view_clock = views.empty() ? -1 : *std::min_element(views.begin(), views.end());
+  pull_target_.names = &tensor_names_;
+  pull_target_.params.assign(params.begin(), params.end());
+  for (const Server& server : servers_) {
+    PullRequest request;
+    request.set_job_id(job_id_);
+    request.set_worker(rank_);
+    request.set_clock(clock);
+    for (const Piece& p : server.pieces) {
+      TensorSlice* s = request.add_slices();
+      s->set_tensor(tensor_names_[p.tensor]);
+      s->set_begin(p.begin);
+      s->set_end(p.end);
+    }
+    pull_calls_.push_back(std::make_unique<internal::PullCall>(
+        server.stub.get(), options_.pull_timeout, request, &pull_target_));
   }
   return absl::OkStatus();
 }
 
-absl::Status GrpcParameterClient::PullFrom(Server& server, int64_t clock,
-                                           absl::Span<const absl::Span<float>> params,
-                                           int64_t* view_clock) {
-  PullRequest request;
-  request.set_job_id(job_id_);
-  request.set_worker(rank_);
-  request.set_clock(clock);
-  uint64_t expected = 0;
-  for (const Piece& p : server.pieces) {
-    TensorSlice* s = request.add_slices();
-    s->set_tensor(tensor_names_[p.tensor]);
-    s->set_begin(p.begin);
-    s->set_end(p.end);
-    expected += p.end - p.begin;
-  }
-  grpc::ClientContext ctx;
-  SetTimeout(&ctx, options_.pull_timeout);
-  std::unique_ptr<grpc::ClientReader<PullChunk>> reader = server.stub->Pull(&ctx, request);
-  PullChunk chunk;
-  uint64_t received = 0;
-  absl::Status bad;
-  *view_clock = std::numeric_limits<int64_t>::max();
-  while (reader->Read(&chunk)) {
-    if (!bad.ok()) continue;  // drain so Finish() returns
-    *view_clock = std::min(*view_clock, chunk.view_clock());
-    auto it = std::find(tensor_names_.begin(), tensor_names_.end(), chunk.tensor());
-    const size_t n = chunk.values().size() / sizeof(float);
-    if (it == tensor_names_.end() || chunk.values().size() % sizeof(float) != 0 ||
-        chunk.offset() + n > tensor_sizes_[it - tensor_names_.begin()]) {
-      bad = absl::DataLossError(absl::StrCat("pull from server ", server.address,
-                                             ": malformed chunk for tensor '", chunk.tensor(),
-                                             "' at offset ", chunk.offset()));
-      ctx.TryCancel();
-      continue;
+absl::Status GrpcParameterClient::FinishPull(int64_t* view_clock) {
+  if (pull_calls_.empty()) return absl::FailedPreconditionError("FinishPull without StartPull");
+  absl::Status first;
+  int64_t view = std::numeric_limits<int64_t>::max();
+  for (size_t i = 0; i < pull_calls_.size(); ++i) {
+    absl::Status st = pull_calls_[i]->Wait(servers_[i].address);
+    if (st.ok() && pull_calls_[i]->received() != servers_[i].elements) {
+      st = absl::DataLossError(absl::StrCat("pull from server ", servers_[i].address, ": got ",
+                                            pull_calls_[i]->received(), " values, expected ",
+                                            servers_[i].elements));
     }
-    std::memcpy(params[it - tensor_names_.begin()].data() + chunk.offset(), chunk.values().data(),
-                chunk.values().size());
-    received += n;
+    if (first.ok() && !st.ok()) {
+      first = st;
+      for (auto& call : pull_calls_) call->Cancel();  // the others need not finish
+    }
+    view = std::min(view, pull_calls_[i]->view_clock());
   }
-  grpc::Status st = reader->Finish();
-  if (!bad.ok()) return bad;
-  TESSERA_RETURN_IF_ERROR(FromGrpcStatus(st, absl::StrCat("pull from server ", server.address)));
-  if (received != expected) {
-    return absl::DataLossError(absl::StrCat("pull from server ", server.address, ": got ",
-                                            received, " values, expected ", expected));
-  }
+  pull_calls_.clear();
+  TESSERA_RETURN_IF_ERROR(first);
+  if (view_clock != nullptr) *view_clock = servers_.empty() ? -1 : view;
   return absl::OkStatus();
+}
+
+absl::Status GrpcParameterClient::Pull(int64_t clock, absl::Span<const absl::Span<float>> params,
+                                       int64_t* view_clock) {
+  TESSERA_RETURN_IF_ERROR(StartPull(clock, params));
+  return FinishPull(view_clock);
 }
 
 ParameterClientFactory GrpcParameterClientFactory(const PsClientOptions& options) {

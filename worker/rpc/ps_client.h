@@ -7,7 +7,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "proto/parameter_service.grpc.pb.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "proto/job.pb.h"
 #include "worker/parameter_client.h"
 
 namespace tessera::worker {
@@ -18,9 +19,25 @@ struct PsClientOptions {
   absl::Duration pull_timeout = absl::Seconds(300);
 };
 
+namespace internal {
+class PushCall;
+class PullCall;
+// Where a pull's values go: the plan's tensor names and the caller's buffers.
+struct PullTarget {
+  const std::vector<std::string>* names = nullptr;
+  std::vector<absl::Span<float>> params;
+};
+}  // namespace internal
+
 // ParameterClient over gRPC. Each request is split by server: one Push stream
-// or one Pull call per server holding part of the model, all servers in
-// parallel, payload in chunks of at most kMaxChunkBytes. Used by one thread.
+// or one Pull stream per server holding part of the model, all servers at
+// once, payload in chunks of at most kMaxChunkBytes. The calls run on gRPC's
+// callback API over raw byte buffers (common/rpc/chunk_codec.h): a pushed
+// chunk is encoded once, straight from the gradient, into gRPC's buffer, and
+// starts on its way while the caller goes on (PushTensor); a pulled chunk is
+// decoded straight from gRPC's receive buffers into the parameters, on gRPC's
+// threads, while the caller may compute (StartPull). No thread of its own.
+// Used by one thread at a time.
 class GrpcParameterClient : public ParameterClient {
  public:
   // Returns INVALID_ARGUMENT if the plan is inconsistent (overlapping or
@@ -28,10 +45,17 @@ class GrpcParameterClient : public ParameterClient {
   static absl::StatusOr<std::unique_ptr<GrpcParameterClient>> Create(
       const std::string& job_id, int rank, const TensorPlan& plan,
       const PsClientOptions& options = {});
+  ~GrpcParameterClient() override;
 
   absl::Status Push(int64_t clock, absl::Span<const absl::Span<const float>> grads) override;
   absl::Status Pull(int64_t clock, absl::Span<const absl::Span<float>> params,
                     int64_t* view_clock) override;
+
+  absl::Status BeginPush(int64_t clock) override;
+  absl::Status PushTensor(int tensor, absl::Span<const float> grad) override;
+  absl::Status FinishPush() override;
+  absl::Status StartPull(int64_t clock, absl::Span<const absl::Span<float>> params) override;
+  absl::Status FinishPull(int64_t* view_clock) override;
 
  private:
   struct Piece {  // one slice of one tensor, held by one server
@@ -41,23 +65,35 @@ class GrpcParameterClient : public ParameterClient {
   };
   struct Server {
     std::string address;
-    std::unique_ptr<ParameterService::Stub> stub;
+    std::unique_ptr<grpc::GenericStub> stub;
     std::vector<Piece> pieces;
+    uint64_t elements = 0;  // sum of the pieces' sizes
   };
 
   GrpcParameterClient(std::string job_id, int rank, const TensorPlan& plan,
                       const PsClientOptions& options);
-  absl::Status PushTo(Server& server, int64_t clock,
-                      absl::Span<const absl::Span<const float>> grads);
-  absl::Status PullFrom(Server& server, int64_t clock, absl::Span<const absl::Span<float>> params,
-                        int64_t* view_clock);
+  // Waits for every open push call; returns the first error.
+  absl::Status AwaitPush();
+  absl::Status AwaitPull(int64_t* view_clock);
 
+  // Constant after construction.
   const std::string job_id_;
   const int rank_;
   const PsClientOptions options_;
   std::vector<std::string> tensor_names_;
   std::vector<uint64_t> tensor_sizes_;
   std::vector<Server> servers_;
+  // For each tensor, (server index, piece) pairs holding it.
+  std::vector<std::vector<std::pair<size_t, Piece>>> holders_;
+
+  // The open streamed push (one call per server) and its state.
+  int64_t push_clock_ = -1;
+  std::vector<std::unique_ptr<internal::PushCall>> push_calls_;
+  std::vector<bool> pushed_;
+  absl::Status push_error_;
+  // The outstanding pull (one call per server) and where it writes.
+  std::vector<std::unique_ptr<internal::PullCall>> pull_calls_;
+  internal::PullTarget pull_target_;
 };
 
 // A ParameterClientFactory that makes GrpcParameterClients.

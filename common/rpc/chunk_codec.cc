@@ -1,0 +1,98 @@
+#include "common/rpc/chunk_codec.h"
+
+#include <cstring>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/wire_format_lite.h"
+#include "grpcpp/support/proto_buffer_reader.h"
+#include "grpcpp/support/slice.h"
+
+namespace tessera {
+namespace {
+
+using google::protobuf::io::CodedInputStream;
+using google::protobuf::io::CodedOutputStream;
+using google::protobuf::internal::WireFormatLite;
+
+absl::Status Malformed(absl::string_view what) {
+  return absl::InvalidArgumentError(absl::StrCat("malformed chunk: ", what));
+}
+
+}  // namespace
+
+grpc::ByteBuffer EncodeChunk(const google::protobuf::MessageLite& header, int payload_field,
+                             size_t nbytes, absl::FunctionRef<void(char* dst)> fill) {
+  const size_t header_size = header.ByteSizeLong();
+  const uint32_t tag =
+      WireFormatLite::MakeTag(payload_field, WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
+  const size_t prefix = header_size + CodedOutputStream::VarintSize32(tag) +
+                        CodedOutputStream::VarintSize64(nbytes);
+  grpc::Slice slice(prefix + nbytes);
+  uint8_t* p = const_cast<uint8_t*>(slice.begin());
+  p = header.SerializeWithCachedSizesToArray(p);
+  p = CodedOutputStream::WriteVarint32ToArray(tag, p);
+  p = CodedOutputStream::WriteVarint64ToArray(nbytes, p);
+  fill(reinterpret_cast<char*>(p));
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+absl::Status ChunkPayload::ReadTo(char* dst) {
+  if (read_) return absl::FailedPreconditionError("chunk payload read twice");
+  read_ = true;
+  if (bytes_ != nullptr) {
+    std::memcpy(dst, bytes_, size_);
+    return absl::OkStatus();
+  }
+  if (!in_->ReadRaw(dst, static_cast<int>(size_))) {
+    return absl::DataLossError("chunk payload ends early");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DecodeChunk(grpc::ByteBuffer* buffer, google::protobuf::MessageLite* header,
+                         int payload_field,
+                         absl::FunctionRef<absl::Status(ChunkPayload&)> on_payload) {
+  header->Clear();
+  const size_t total = buffer->Length();
+  grpc::ProtoBufferReader reader(buffer);
+  if (!reader.status().ok()) return Malformed(reader.status().error_message());
+  CodedInputStream in(&reader);
+  std::string fields;     // header fields not yet merged into *header
+  std::string deferred;   // the payload, when header fields follow it
+  bool have_payload = false;
+  while (static_cast<size_t>(in.CurrentPosition()) < total) {
+    const uint32_t tag = in.ReadTag();
+    if (tag == 0) return Malformed("bad tag");
+    if (WireFormatLite::GetTagFieldNumber(tag) == payload_field &&
+        WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      if (have_payload) return Malformed("two payload fields");
+      have_payload = true;
+      uint32_t size = 0;
+      if (!in.ReadVarint32(&size)) return Malformed("bad payload length");
+      const size_t at = static_cast<size_t>(in.CurrentPosition());
+      if (size > total - at) return Malformed("payload runs past the end");
+      if (at + size == total) {
+        // The payload ends the message (as EncodeChunk writes it): the header
+        // is complete, so the bytes can go straight to their destination.
+        if (!header->MergeFromString(fields)) return Malformed("bad header fields");
+        ChunkPayload payload(&in, nullptr, size);
+        return on_payload(payload);
+      }
+      deferred.resize(size);
+      if (!in.ReadRaw(deferred.data(), static_cast<int>(size))) {
+        return Malformed("payload ends early");
+      }
+      continue;
+    }
+    google::protobuf::io::StringOutputStream sink(&fields);
+    CodedOutputStream out(&sink);
+    if (!WireFormatLite::SkipField(&in, tag, &out)) return Malformed("bad field");
+  }
+  if (!header->MergeFromString(fields)) return Malformed("bad header fields");
+  ChunkPayload payload(nullptr, deferred.data(), deferred.size());
+  return on_payload(payload);
+}
+
+}  // namespace tessera

@@ -1,0 +1,63 @@
+#ifndef TESSERA_COMMON_RPC_CHUNK_CODEC_H_
+#define TESSERA_COMMON_RPC_CHUNK_CODEC_H_
+
+// Tensor chunks (PushChunk, PullChunk) to and from gRPC byte buffers without
+// passing the payload through a protobuf string. The bytes on the wire are
+// exactly the message's protobuf encoding, so any gRPC peer that uses the
+// generated classes reads and writes the same streams; only the copies differ:
+//   encode: header fields, then the payload written once, in place, into the
+//           gRPC-owned buffer (protobuf would copy it into a string, then
+//           serialize the string: two copies);
+//   decode: the payload copied once, from gRPC's receive slices straight into
+//           its destination (parameter or staging memory).
+
+#include <cstddef>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/message_lite.h"
+#include "grpcpp/support/byte_buffer.h"
+
+namespace tessera {
+
+// Encodes `header` (whose payload field must be empty) followed by the bytes
+// field `payload_field` of `nbytes` bytes, which `fill` writes into the
+// destination it is given. One allocation.
+grpc::ByteBuffer EncodeChunk(const google::protobuf::MessageLite& header, int payload_field,
+                             size_t nbytes, absl::FunctionRef<void(char* dst)> fill);
+
+// The payload of a chunk being decoded: `size()` bytes that ReadTo copies out.
+class ChunkPayload {
+ public:
+  size_t size() const { return size_; }
+  // Copies the payload to dst (size() bytes). At most once; DATA_LOSS if the
+  // buffer ends early.
+  absl::Status ReadTo(char* dst);
+
+ private:
+  friend absl::Status DecodeChunk(grpc::ByteBuffer*, google::protobuf::MessageLite*, int,
+                                  absl::FunctionRef<absl::Status(ChunkPayload&)>);
+  ChunkPayload(google::protobuf::io::CodedInputStream* in, const char* bytes, size_t size)
+      : in_(in), bytes_(bytes), size_(size) {}
+
+  google::protobuf::io::CodedInputStream* in_;  // reads from the stream, or
+  const char* bytes_;                           // from a copy when not null
+  size_t size_;
+  bool read_ = false;
+};
+
+// Decodes a chunk from `buffer` (consumed): every field but `payload_field`
+// into *header (cleared first), then calls `on_payload` once with the header
+// complete and the payload not yet copied, so the callee can check the header
+// and choose where the bytes go (a chunk without payload gives size 0). If
+// on_payload does not call ReadTo, the payload is skipped. Returns the first
+// error: INVALID_ARGUMENT for bytes that are not such a message (truncated,
+// two payload fields), or what on_payload returns.
+absl::Status DecodeChunk(grpc::ByteBuffer* buffer, google::protobuf::MessageLite* header,
+                         int payload_field,
+                         absl::FunctionRef<absl::Status(ChunkPayload&)> on_payload);
+
+}  // namespace tessera
+
+#endif  // TESSERA_COMMON_RPC_CHUNK_CODEC_H_

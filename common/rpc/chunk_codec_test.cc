@@ -1,0 +1,141 @@
+#include "common/rpc/chunk_codec.h"
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "proto/parameter_service.pb.h"
+
+namespace tessera {
+namespace {
+
+std::vector<float> Values(size_t n) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = 0.5f * static_cast<float>(i) - 3.25f;
+  return v;
+}
+
+// The same bytes as `buffer`, cut into slices of `piece` bytes, the way
+// gRPC hands over a message read from the network in several reads.
+grpc::ByteBuffer Fragmented(const std::string& bytes, size_t piece) {
+  std::vector<grpc::Slice> slices;
+  for (size_t i = 0; i < bytes.size(); i += piece) {
+    slices.emplace_back(bytes.data() + i, std::min(piece, bytes.size() - i));
+  }
+  return grpc::ByteBuffer(slices.data(), slices.size());
+}
+
+std::string Flatten(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  EXPECT_TRUE(buffer.Dump(&slices).ok());
+  std::string out;
+  for (const grpc::Slice& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return out;
+}
+
+TEST(ChunkCodecTest, EncodesExactlyWhatProtobufWouldAndDecodesIntoTheDestination) {
+  const std::vector<float> v = Values(1001);
+  PushChunk header;
+  header.set_job_id("job");
+  header.set_worker(3);
+  header.set_clock(17);
+  header.set_tensor("dense0/w");
+  header.set_offset(4096);
+  grpc::ByteBuffer encoded = EncodeChunk(header, PushChunk::kValuesFieldNumber,
+                                         v.size() * sizeof(float), [&](char* dst) {
+                                           std::memcpy(dst, v.data(), v.size() * sizeof(float));
+                                         });
+  PushChunk full = header;
+  full.set_values(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+  const std::string bytes = Flatten(encoded);
+  EXPECT_EQ(bytes, full.SerializeAsString());
+
+  for (size_t piece : {bytes.size(), size_t{7}, size_t{4096}}) {
+    grpc::ByteBuffer in = Fragmented(bytes, piece);
+    PushChunk decoded;
+    std::vector<float> out(v.size(), -1.0f);
+    absl::Status st = DecodeChunk(&in, &decoded, PushChunk::kValuesFieldNumber,
+                                  [&](ChunkPayload& payload) {
+                                    // The header is complete before the payload moves.
+                                    EXPECT_EQ(decoded.tensor(), "dense0/w");
+                                    EXPECT_EQ(decoded.offset(), 4096u);
+                                    EXPECT_EQ(payload.size(), v.size() * sizeof(float));
+                                    return payload.ReadTo(reinterpret_cast<char*>(out.data()));
+                                  });
+    ASSERT_TRUE(st.ok()) << st;
+    EXPECT_EQ(decoded.job_id(), "job");
+    EXPECT_EQ(decoded.worker(), 3);
+    EXPECT_EQ(decoded.clock(), 17);
+    EXPECT_TRUE(decoded.values().empty());
+    EXPECT_EQ(out, v) << "slices of " << piece << " bytes";
+  }
+}
+
+TEST(ChunkCodecTest, DecodesAPayloadThatHeaderFieldsFollow) {
+  // Generated code writes fields in number order: PullChunk's values (3) come
+  // before version (4) and view_clock (5).
+  const std::vector<float> v = Values(33);
+  PullChunk chunk;
+  chunk.set_tensor("b");
+  chunk.set_offset(8);
+  chunk.set_values(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+  chunk.set_version(5);
+  chunk.set_view_clock(4);
+  grpc::ByteBuffer in = Fragmented(chunk.SerializeAsString(), 5);
+  PullChunk decoded;
+  std::vector<float> out(v.size());
+  absl::Status st = DecodeChunk(&in, &decoded, PullChunk::kValuesFieldNumber,
+                                [&](ChunkPayload& payload) {
+                                  EXPECT_EQ(decoded.version(), 5);
+                                  EXPECT_EQ(decoded.view_clock(), 4);
+                                  return payload.ReadTo(reinterpret_cast<char*>(out.data()));
+                                });
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ(decoded.tensor(), "b");
+  EXPECT_EQ(out, v);
+}
+
+TEST(ChunkCodecTest, ANoPayloadChunkStillReachesTheCallback) {
+  PullChunk chunk;
+  chunk.set_tensor("t");
+  grpc::ByteBuffer in = Fragmented(chunk.SerializeAsString(), 64);
+  PullChunk decoded;
+  size_t seen = 99;
+  ASSERT_TRUE(DecodeChunk(&in, &decoded, PullChunk::kValuesFieldNumber, [&](ChunkPayload& p) {
+                seen = p.size();
+                return absl::OkStatus();
+              }).ok());
+  EXPECT_EQ(seen, 0u);
+  EXPECT_EQ(decoded.tensor(), "t");
+}
+
+TEST(ChunkCodecTest, GarbageIsInvalidArgumentAndCallbackErrorsPassThrough) {
+  const std::vector<float> v = Values(16);
+  PullChunk chunk;
+  chunk.set_tensor("t");
+  chunk.set_values(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+  const std::string good = chunk.SerializeAsString();
+  auto decode = [](const std::string& bytes) {
+    grpc::ByteBuffer in = Fragmented(bytes, 3);
+    PullChunk h;
+    return DecodeChunk(&in, &h, PullChunk::kValuesFieldNumber, [](ChunkPayload& p) {
+      std::string sink(p.size(), '\0');
+      return p.ReadTo(sink.data());
+    });
+  };
+  EXPECT_TRUE(decode(good).ok());
+  EXPECT_EQ(decode(good.substr(0, good.size() - 5)).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(decode(good + good).code(), absl::StatusCode::kInvalidArgument);  // two payloads
+  EXPECT_EQ(decode(std::string("\xff\xff\xff", 3)).code(), absl::StatusCode::kInvalidArgument);
+
+  grpc::ByteBuffer in = Fragmented(good, 100);
+  PullChunk h;
+  EXPECT_EQ(DecodeChunk(&in, &h, PullChunk::kValuesFieldNumber,
+                        [](ChunkPayload&) { return absl::NotFoundError("no such tensor"); })
+                .code(),
+            absl::StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace tessera
