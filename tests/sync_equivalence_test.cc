@@ -132,7 +132,7 @@ TEST_P(SyncEquivalenceTest, DistributedEqualsSingleProcessOnUnionBatches) {
         if (absl::Status st = (*client)->Pull(step, absl::MakeSpan(params), nullptr); !st.ok()) return fail(st);
         sampler.Batch(step, &batches[step][w]);
         worker::Gather(*data, batches[step][w], &x, &y);
-        (*model)->ForwardBackward(x.data(), y.data(), spec.batch_size());
+        (*model)->ForwardBackward(x.data(), y.data(), spec.batch_size()).value();
         if (absl::Status st = (*client)->Push(step, absl::MakeSpan(grads)); !st.ok()) return fail(st);
       }
       if (absl::Status st = (*client)->Pull(kSteps, absl::MakeSpan(params), nullptr); !st.ok()) return fail(st);
@@ -161,7 +161,7 @@ TEST_P(SyncEquivalenceTest, DistributedEqualsSingleProcessOnUnionBatches) {
       all.insert(all.end(), batches[step][w].begin(), batches[step][w].end());
     }
     worker::Gather(*data, all, &x, &y);
-    (*ref)->ForwardBackward(x.data(), y.data(), union_batch);
+    (*ref)->ForwardBackward(x.data(), y.data(), union_batch).value();
     for (int i = 0; i < (*ref)->num_tensors(); ++i) {
       (*optimizer)->Apply((*ref)->param(i), (*ref)->grad(i), states[i].get());
     }

@@ -106,7 +106,8 @@ absl::Status LocalCluster::Start() {
     const std::string name = absl::StrCat("worker-", i);
     TESSERA_ASSIGN_OR_RETURN(
         std::unique_ptr<ChildProcess> child,
-        ChildProcess::Spawn(name, {bin + "/tessera-worker", sched_flag, "--name=" + name, level},
+        ChildProcess::Spawn(name, {bin + "/tessera-worker", sched_flag, "--name=" + name, level,
+                                   "--device=" + options_.worker_device},
                             absl::StrCat(logs_dir(), "/", name, ".log")));
     workers_.push_back(std::move(child));
   }

@@ -17,6 +17,7 @@ struct LocalClusterOptions {
   int servers = 2;
   int workers = 2;
   std::string log_level = "info";
+  std::string worker_device = "auto";  // each worker's --device
   int heartbeat_timeout_ms = 5000;
   absl::Duration start_timeout = absl::Seconds(30);
 };

@@ -221,6 +221,7 @@ int RunLocal(const CliArgs& args) {
   options.servers = *servers;
   options.workers = *workers;
   options.log_level = args.Get("log_level");
+  options.worker_device = args.Get("device");
   LocalCluster cluster(options);
   std::printf("starting a local cluster: 1 scheduler, %d servers, %d workers (logs in %s)\n",
               *servers, *workers, cluster.logs_dir().c_str());
@@ -327,6 +328,7 @@ std::vector<Command> Commands() {
         {"seed", "", "override: seed"},
         {"data", "", "override: data folder (IDX files)"},
         {"log_level", "warn", "log level of the started processes"},
+        {"device", "auto", "workers' --device: auto, cpu, cuda or cuda:N"},
         {"bin_dir", "", "folder with the tessera-* binaries (default: next to tessera)"}},
        RunLocal},
       {"submit", "JOB.yaml [--wait]", "Submit a job to a running scheduler; prints its id.",

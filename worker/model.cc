@@ -5,10 +5,13 @@
 #include <cmath>
 #include <utility>
 
+#include <cstring>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/initializer.h"
 #include "common/range.h"
+#include "common/status_macros.h"
 #include "kernels/cpu_kernels.h"
 
 namespace tessera::worker {
@@ -16,7 +19,8 @@ namespace tessera::worker {
 namespace kernels = ::tessera::kernels;
 
 absl::StatusOr<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int input_dim,
-                                                     int num_classes, int max_batch) {
+                                                     int num_classes, int max_batch,
+                                                     ComputeBackend* backend) {
   if (input_dim < 1) return absl::InvalidArgumentError(absl::StrCat("input_dim ", input_dim));
   if (num_classes < 2) {
     return absl::InvalidArgumentError(absl::StrCat("num_classes ", num_classes, "; need >= 2"));
@@ -53,11 +57,23 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(const ModelSpec& spec, int 
                                                      " is too large"));
     }
   }
-  return std::unique_ptr<Model>(new Model(std::move(widths), max_batch));
+  std::unique_ptr<ComputeBackend> owned;
+  if (backend == nullptr) {
+    owned = NewCpuBackend();
+    backend = owned.get();
+  }
+  std::unique_ptr<Model> model(new Model(std::move(widths), max_batch, backend, std::move(owned)));
+  TESSERA_RETURN_IF_ERROR_CTX(model->AllocateBuffers(),
+                              absl::StrCat("allocating the model on ", backend->name()));
+  return model;
 }
 
-Model::Model(std::vector<int> widths, int max_batch)
-    : widths_(std::move(widths)), max_batch_(max_batch) {
+Model::Model(std::vector<int> widths, int max_batch, ComputeBackend* backend,
+             std::unique_ptr<ComputeBackend> owned_backend)
+    : widths_(std::move(widths)),
+      max_batch_(max_batch),
+      owned_backend_(std::move(owned_backend)),
+      backend_(backend) {
   const int layers = static_cast<int>(widths_.size()) - 1;
   for (int l = 0; l < layers; ++l) {
     const int in = widths_[l], out = widths_[l + 1];
@@ -73,75 +89,180 @@ Model::Model(std::vector<int> widths, int max_batch)
     b.set_init(TensorSpec::ZEROS);
     specs_.push_back(std::move(w));
     specs_.push_back(std::move(b));
-    acts_.emplace_back(static_cast<size_t>(max_batch_) * out);
-    deltas_.emplace_back(static_cast<size_t>(max_batch_) * out);
   }
-  for (const TensorSpec& s : specs_) {
-    params_.emplace_back(s.size(), 0.0f);
-    grads_.emplace_back(s.size(), 0.0f);
+  for (const TensorSpec& s : specs_) sizes_.push_back(static_cast<size_t>(s.size()));
+}
+
+absl::Status Model::AllocateBuffers() {
+  const bool host = backend_->host_memory();
+  for (size_t size : sizes_) {
+    const size_t bytes = size * sizeof(float);
+    TESSERA_ASSIGN_OR_RETURN(host_params_.emplace_back(), backend_->AllocateHost(bytes));
+    TESSERA_ASSIGN_OR_RETURN(host_grads_.emplace_back(), backend_->AllocateHost(bytes));
+    if (host) {
+      params_.push_back(host_params_.back()->as<float>());
+      grads_.push_back(host_grads_.back()->as<float>());
+    } else {
+      TESSERA_ASSIGN_OR_RETURN(dev_params_.emplace_back(), backend_->Allocate(bytes));
+      TESSERA_ASSIGN_OR_RETURN(dev_grads_.emplace_back(), backend_->Allocate(bytes));
+      params_.push_back(dev_params_.back()->as<float>());
+      grads_.push_back(dev_grads_.back()->as<float>());
+    }
   }
+  const int layers = static_cast<int>(widths_.size()) - 1;
+  for (int l = 0; l < layers; ++l) {
+    const size_t bytes = sizeof(float) * static_cast<size_t>(max_batch_) * widths_[l + 1];
+    TESSERA_ASSIGN_OR_RETURN(acts_.emplace_back(), backend_->Allocate(bytes));
+    TESSERA_ASSIGN_OR_RETURN(deltas_.emplace_back(), backend_->Allocate(bytes));
+  }
+  if (!host) {
+    const size_t x_bytes = sizeof(float) * static_cast<size_t>(max_batch_) * widths_.front();
+    const size_t y_bytes = sizeof(int32_t) * static_cast<size_t>(max_batch_);
+    TESSERA_ASSIGN_OR_RETURN(host_x_, backend_->AllocateHost(x_bytes));
+    TESSERA_ASSIGN_OR_RETURN(host_y_, backend_->AllocateHost(y_bytes));
+    TESSERA_ASSIGN_OR_RETURN(dev_x_, backend_->Allocate(x_bytes));
+    TESSERA_ASSIGN_OR_RETURN(dev_y_, backend_->Allocate(y_bytes));
+  }
+  TESSERA_ASSIGN_OR_RETURN(totals_, backend_->NewLossTotals());
+  return absl::OkStatus();
 }
 
 std::vector<TensorSpec> Model::Parameters() const { return specs_; }
 
 void Model::InitializeParameters(uint64_t seed) {
   for (size_t i = 0; i < specs_.size(); ++i) {
-    InitializeSlice(specs_[i], seed, Range{0, specs_[i].size()}, absl::MakeSpan(params_[i]));
+    InitializeSlice(specs_[i], seed, Range{0, specs_[i].size()}, param(static_cast<int>(i)));
   }
 }
 
-const float* Model::Forward(const float* x, int batch) {
+absl::Status Model::UploadParameters() {
+  if (backend_->host_memory()) return absl::OkStatus();
+  for (size_t i = 0; i < sizes_.size(); ++i) {
+    TESSERA_RETURN_IF_ERROR(
+        backend_->Upload(params_[i], host_params_[i]->data(), sizes_[i] * sizeof(float)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Model::StageBatch(const float* x, const int32_t* y, int batch, const float** dx,
+                               const int32_t** dy) {
+  if (backend_->host_memory()) {
+    *dx = x;
+    if (dy != nullptr) *dy = y;
+    return absl::OkStatus();
+  }
+  // Through pinned memory, so the copy is a true asynchronous DMA. The
+  // previous step synchronized before returning, so the staging is free.
+  const size_t x_bytes = sizeof(float) * static_cast<size_t>(batch) * input_dim();
+  std::memcpy(host_x_->data(), x, x_bytes);
+  TESSERA_RETURN_IF_ERROR(backend_->Upload(dev_x_->data(), host_x_->data(), x_bytes));
+  *dx = dev_x_->as<float>();
+  if (dy != nullptr) {
+    const size_t y_bytes = sizeof(int32_t) * static_cast<size_t>(batch);
+    std::memcpy(host_y_->data(), y, y_bytes);
+    TESSERA_RETURN_IF_ERROR(backend_->Upload(dev_y_->data(), host_y_->data(), y_bytes));
+    *dy = dev_y_->as<int32_t>();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Model::Forward(const float* x, int batch) {
   const int layers = static_cast<int>(acts_.size());
   const float* in = x;
   for (int l = 0; l < layers; ++l) {
     const int fan_in = widths_[l], out = widths_[l + 1];
-    float* y = acts_[l].data();
-    kernels::Gemm(false, false, batch, out, fan_in, 1.0f, in, fan_in, params_[2 * l].data(), out,
-                  0.0f, y, out);
-    if (l + 1 < layers) {
-      kernels::BiasRelu(batch, out, y, params_[2 * l + 1].data(), y);
-    } else {
-      kernels::BiasAdd(batch, out, y, params_[2 * l + 1].data(), y);
-    }
+    float* y = acts_[l]->as<float>();
+    TESSERA_RETURN_IF_ERROR(backend_->Gemm(false, false, batch, out, fan_in, 1.0f, in, fan_in,
+                                           params_[2 * l], out, 0.0f, y, out));
+    TESSERA_RETURN_IF_ERROR(backend_->BiasActivation(
+        batch, out, y, params_[2 * l + 1],
+        l + 1 < layers ? kernels::Activation::kRelu : kernels::Activation::kIdentity, y));
     in = y;
   }
-  return acts_.back().data();
+  return absl::OkStatus();
 }
 
-Model::StepResult Model::ForwardBackward(const float* x, const int32_t* y, int batch) {
+absl::StatusOr<Model::StepResult> Model::ForwardBackward(const float* x, const int32_t* y,
+                                                         int batch,
+                                                         const GradientReady& on_gradient) {
   const int layers = static_cast<int>(acts_.size());
-  const float* logits = Forward(x, batch);
-  StepResult result;
-  kernels::SoftmaxCrossEntropy(logits, y, batch, num_classes(), deltas_.back().data(),
-                               &result.loss, &result.correct);
-  result.loss /= batch;
+  TESSERA_RETURN_IF_ERROR(UploadParameters());
+  const float* dx = nullptr;
+  const int32_t* dy = nullptr;
+  TESSERA_RETURN_IF_ERROR(StageBatch(x, y, batch, &dx, &dy));
+  TESSERA_RETURN_IF_ERROR(Forward(dx, batch));
+  TESSERA_RETURN_IF_ERROR(backend_->ResetLossTotals(totals_.get()));
+  TESSERA_RETURN_IF_ERROR(backend_->SoftmaxCrossEntropy(acts_.back()->as<float>(), dy, batch,
+                                                        num_classes(),
+                                                        deltas_.back()->as<float>(),
+                                                        totals_.get()));
+  // Tensors whose gradient copy was issued, in the order they were.
+  std::vector<int> issued;
+  auto deliver = [&](int tensor) -> absl::Status {
+    TESSERA_RETURN_IF_ERROR(backend_->Download(host_grads_[tensor]->data(), grads_[tensor],
+                                               sizes_[tensor] * sizeof(float), tensor));
+    if (backend_->synchronous()) {
+      // The CPU: the gradient is final now; the rest of backward runs after
+      // the callback, so a streaming client sends while we compute.
+      if (on_gradient) TESSERA_RETURN_IF_ERROR(on_gradient(tensor));
+    } else {
+      issued.push_back(tensor);
+    }
+    return absl::OkStatus();
+  };
   for (int l = layers - 1; l >= 0; --l) {
     const int fan_in = widths_[l], out = widths_[l + 1];
-    const float* in = l == 0 ? x : acts_[l - 1].data();
-    const float* delta = deltas_[l].data();
-    // dW = in^T * delta; db = column sums of delta (delta already carries 1/batch).
-    kernels::Gemm(true, false, fan_in, out, batch, 1.0f, in, fan_in, delta, out, 0.0f,
-                  grads_[2 * l].data(), out);
-    kernels::ColumnSum(batch, out, 1.0f, delta, 0.0f, grads_[2 * l + 1].data());
+    const float* in = l == 0 ? dx : acts_[l - 1]->as<float>();
+    const float* delta = deltas_[l]->as<float>();
+    // dW = in^T * delta (delta already carries 1/batch).
+    TESSERA_RETURN_IF_ERROR(backend_->Gemm(true, false, fan_in, out, batch, 1.0f, in, fan_in,
+                                           delta, out, 0.0f, grads_[2 * l], out));
+    // db: for the last layer the column sums of delta; for hidden layers it
+    // was computed with the ReLU backward (below, one layer earlier).
+    if (l == layers - 1) {
+      TESSERA_RETURN_IF_ERROR(backend_->ColumnSum(batch, out, 1.0f, delta, 0.0f, grads_[2 * l + 1]));
+    }
+    TESSERA_RETURN_IF_ERROR(deliver(2 * l));
+    TESSERA_RETURN_IF_ERROR(deliver(2 * l + 1));
     if (l > 0) {
-      // d(hidden output) = delta * W^T, then through the ReLU of layer l - 1.
-      float* prev = deltas_[l - 1].data();
-      kernels::Gemm(false, true, batch, fan_in, out, 1.0f, delta, out, params_[2 * l].data(),
-                    out, 0.0f, prev, fan_in);
-      kernels::ReluBackward(int64_t{batch} * fan_in, prev, acts_[l - 1].data(), prev);
+      // d(hidden output) = delta * W^T, then through the ReLU of layer l - 1,
+      // fused with that layer's bias gradient.
+      float* prev = deltas_[l - 1]->as<float>();
+      TESSERA_RETURN_IF_ERROR(backend_->Gemm(false, true, batch, fan_in, out, 1.0f, delta, out,
+                                             params_[2 * l], out, 0.0f, prev, fan_in));
+      TESSERA_RETURN_IF_ERROR(backend_->BiasActivationBackward(
+          batch, fan_in, kernels::Activation::kRelu, prev, nullptr, nullptr,
+          acts_[l - 1]->as<float>(), prev, grads_[2 * (l - 1) + 1]));
     }
   }
+  // CUDA: every kernel is queued; hand each gradient over as its copy lands,
+  // while the device still runs the rest of backward.
+  for (int tensor : issued) {
+    TESSERA_RETURN_IF_ERROR(backend_->WaitDownload(tensor));
+    if (on_gradient) TESSERA_RETURN_IF_ERROR(on_gradient(tensor));
+  }
+  StepResult result;
+  TESSERA_RETURN_IF_ERROR(backend_->ReadLossTotals(*totals_, &result.loss, &result.correct));
+  result.loss /= batch;
   return result;
 }
 
-Model::StepResult Model::Evaluate(const float* x, const int32_t* y, int64_t n) {
+absl::StatusOr<Model::StepResult> Model::Evaluate(const float* x, const int32_t* y, int64_t n) {
   StepResult result;
+  TESSERA_RETURN_IF_ERROR(UploadParameters());
+  TESSERA_RETURN_IF_ERROR(backend_->ResetLossTotals(totals_.get()));
   for (int64_t start = 0; start < n; start += max_batch_) {
     const int chunk = static_cast<int>(std::min<int64_t>(max_batch_, n - start));
-    const float* logits = Forward(x + start * input_dim(), chunk);
-    kernels::SoftmaxCrossEntropyLoss(logits, y + start, chunk, num_classes(), &result.loss,
-                                     &result.correct);
+    const float* dx = nullptr;
+    const int32_t* dy = nullptr;
+    TESSERA_RETURN_IF_ERROR(StageBatch(x + start * input_dim(), y + start, chunk, &dx, &dy));
+    TESSERA_RETURN_IF_ERROR(Forward(dx, chunk));
+    TESSERA_RETURN_IF_ERROR(backend_->SoftmaxCrossEntropy(acts_.back()->as<float>(), dy, chunk,
+                                                          num_classes(), nullptr, totals_.get()));
+    // The staging buffers are reused by the next chunk: wait for this one.
+    if (!backend_->host_memory()) TESSERA_RETURN_IF_ERROR(backend_->Synchronize());
   }
+  TESSERA_RETURN_IF_ERROR(backend_->ReadLossTotals(*totals_, &result.loss, &result.correct));
   return result;
 }
 

@@ -138,7 +138,7 @@ void CheckGradients(const ModelSpec& spec, uint64_t seed) {
     for (float& v : m->param(i)) v = u(rng);
   }
   const Synthetic data = MakeClusters(batch, dim, classes, 0.5f, seed + 1);
-  m->ForwardBackward(data.x.data(), data.y.data(), batch);
+  m->ForwardBackward(data.x.data(), data.y.data(), batch).value();
   std::vector<std::vector<float>> analytic;
   for (int i = 0; i < m->num_tensors(); ++i) {
     analytic.emplace_back(m->grad(i).begin(), m->grad(i).end());
@@ -152,9 +152,9 @@ void CheckGradients(const ModelSpec& spec, uint64_t seed) {
     for (size_t j = 0; j < p.size(); j += stride) {
       const float saved = p[j];
       p[j] = saved + eps;
-      const double plus = m->ForwardBackward(data.x.data(), data.y.data(), batch).loss;
+      const double plus = m->ForwardBackward(data.x.data(), data.y.data(), batch).value().loss;
       p[j] = saved - eps;
-      const double minus = m->ForwardBackward(data.x.data(), data.y.data(), batch).loss;
+      const double minus = m->ForwardBackward(data.x.data(), data.y.data(), batch).value().loss;
       p[j] = saved;
       const double numeric = (plus - minus) / (2.0 * eps);
       const double a = analytic[i][j];
@@ -177,9 +177,9 @@ TEST(ModelTest, ForwardBackwardOverwritesGradients) {
   std::unique_ptr<Model> m = MakeModel(Mlp({8}), 6, 3, 4, 5);
   ASSERT_NE(m, nullptr);
   const Synthetic data = MakeClusters(4, 6, 3, 0.5f, 6);
-  m->ForwardBackward(data.x.data(), data.y.data(), 4);
+  m->ForwardBackward(data.x.data(), data.y.data(), 4).value();
   const std::vector<float> first(m->grad(0).begin(), m->grad(0).end());
-  m->ForwardBackward(data.x.data(), data.y.data(), 4);
+  m->ForwardBackward(data.x.data(), data.y.data(), 4).value();
   EXPECT_EQ(std::vector<float>(m->grad(0).begin(), m->grad(0).end()), first);
 }
 
@@ -225,18 +225,18 @@ TEST(ModelTest, EvaluateSumsOverChunksAndMatchesReference) {
   double ref_loss = 0;
   int64_t ref_correct = 0;
   ReferenceEvaluate(*m, data, n, &ref_loss, &ref_correct);
-  const Model::StepResult r = m->Evaluate(data.x.data(), data.y.data(), n);
+  const Model::StepResult r = m->Evaluate(data.x.data(), data.y.data(), n).value();
   EXPECT_NEAR(r.loss, ref_loss, 1e-5 * ref_loss);
   EXPECT_EQ(r.correct, ref_correct);
   EXPECT_GT(ref_correct, 0);
   EXPECT_LT(ref_correct, n);
 
-  const Model::StepResult none = m->Evaluate(data.x.data(), data.y.data(), 0);
+  const Model::StepResult none = m->Evaluate(data.x.data(), data.y.data(), 0).value();
   EXPECT_EQ(none.loss, 0.0);
   EXPECT_EQ(none.correct, 0);
 
   // ForwardBackward reports the MEAN loss of the same examples.
-  const Model::StepResult step = m->ForwardBackward(data.x.data(), data.y.data(), 8);
+  const Model::StepResult step = m->ForwardBackward(data.x.data(), data.y.data(), 8).value();
   double ref8 = 0;
   int64_t correct8 = 0;
   ReferenceEvaluate(*m, data, 8, &ref8, &correct8);
@@ -250,17 +250,17 @@ void CheckTrains(const ModelSpec& spec) {
   std::unique_ptr<Model> m = MakeModel(spec, dim, classes, batch, 11);
   ASSERT_NE(m, nullptr);
   const Synthetic data = MakeClusters(n, dim, classes, 1.5f, 12);
-  const Model::StepResult before = m->Evaluate(data.x.data(), data.y.data(), n);
+  const Model::StepResult before = m->Evaluate(data.x.data(), data.y.data(), n).value();
   for (int s = 0; s < steps; ++s) {
     const int start = (s * batch) % n;
-    m->ForwardBackward(data.x.data() + start * dim, data.y.data() + start, batch);
+    m->ForwardBackward(data.x.data() + start * dim, data.y.data() + start, batch).value();
     for (int i = 0; i < m->num_tensors(); ++i) {
       absl::Span<float> p = m->param(i);
       absl::Span<const float> g = m->grad(i);
       for (size_t j = 0; j < p.size(); ++j) p[j] -= 0.1f * g[j];
     }
   }
-  const Model::StepResult after = m->Evaluate(data.x.data(), data.y.data(), n);
+  const Model::StepResult after = m->Evaluate(data.x.data(), data.y.data(), n).value();
   EXPECT_LT(after.loss, 0.3 * before.loss) << before.loss / n << " -> " << after.loss / n;
   EXPECT_GT(after.correct, n * 9 / 10);
 }

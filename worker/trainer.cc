@@ -50,11 +50,13 @@ absl::Duration StragglerInjector::AfterCompute(absl::Duration compute) const {
 }
 
 Trainer::Trainer(TaskReporter* reporter, ParameterClientFactory client_factory,
-                 DatasetCache* datasets, const std::atomic<bool>* cancel)
+                 DatasetCache* datasets, const std::atomic<bool>* cancel,
+                 ComputeBackend* backend)
     : reporter_(reporter),
       client_factory_(std::move(client_factory)),
       datasets_(datasets),
-      cancel_(cancel) {}
+      cancel_(cancel),
+      backend_(backend) {}
 
 absl::StatusOr<TaskResult> Trainer::Run(const WorkerAssignment& a) {
   const JobSpec& spec = a.spec();
@@ -73,7 +75,7 @@ absl::StatusOr<TaskResult> Trainer::Run(const WorkerAssignment& a) {
   const int classes = std::max(train->num_classes, test->num_classes);
   const int batch = spec.batch_size();
   TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<Model> model,
-                           Model::Create(spec.model(), train->dim, classes, batch));
+                           Model::Create(spec.model(), train->dim, classes, batch, backend_));
 
   TESSERA_ASSIGN_OR_RETURN(TensorPlan plan,
                            reporter_->RegisterTensors(job, rank, model->Parameters()));
@@ -121,31 +123,72 @@ absl::StatusOr<TaskResult> Trainer::Run(const WorkerAssignment& a) {
         absl::SleepFor(pause);
         result.straggler_seconds += absl::ToDoubleSeconds(pause);
       }
+      // Pull (unless the SSP cache serves), and prepare the batch while the
+      // pull is in flight.
       const absl::Time t0 = absl::Now();
+      bool pulling = false;
       if (CacheServes(spec, step, cached_view)) {
         ++result.pulls_saved;
       } else {
-        TESSERA_RETURN_IF_ERROR_CTX(client->Pull(step, absl::MakeSpan(params), &cached_view),
+        TESSERA_RETURN_IF_ERROR_CTX(client->StartPull(step, absl::MakeSpan(params)),
                                     absl::StrCat("pull at step ", step));
+        pulling = true;
         ++result.pulls;
+      }
+      const absl::Time t_gather = absl::Now();
+      sampler.Batch(s, &indices);
+      Gather(*train, indices, &x, &y);
+      const absl::Time t_wait = absl::Now();
+      if (pulling) {
+        TESSERA_RETURN_IF_ERROR_CTX(client->FinishPull(&cached_view),
+                                    absl::StrCat("pull at step ", step));
       }
       ++result.staleness_histogram[std::min<int64_t>(
           ObservedStaleness(step, cached_view), kStalenessBuckets - 1)];
       const absl::Time t1 = absl::Now();
-      sampler.Batch(s, &indices);
-      Gather(*train, indices, &x, &y);
-      const Model::StepResult r = model->ForwardBackward(x.data(), y.data(), batch);
-      if (const absl::Duration slow = straggler.AfterCompute(absl::Now() - t1);
+
+      // Forward/backward; each layer's gradient goes to the client as soon as
+      // it is ready (last layer first), so it is sent during the rest of
+      // backward. A persistent straggler holds its gradients until its
+      // injected slowness has passed, as a slow device would.
+      TESSERA_RETURN_IF_ERROR_CTX(client->BeginPush(step), absl::StrCat("push at step ", step));
+      const bool hold_push = straggler.persistent();
+      absl::Time first_push = absl::InfiniteFuture();
+      absl::Duration in_push_calls;
+      auto push_tensor = [&](int tensor) -> absl::Status {
+        const absl::Time a = absl::Now();
+        if (first_push == absl::InfiniteFuture()) first_push = a;
+        absl::Status st = client->PushTensor(tensor, model->grad(tensor));
+        in_push_calls += absl::Now() - a;
+        return st;
+      };
+      absl::StatusOr<Model::StepResult> step_result = model->ForwardBackward(
+          x.data(), y.data(), batch, hold_push ? Model::GradientReady() : push_tensor);
+      if (!step_result.ok()) {
+        return Annotate(step_result.status(), absl::StrCat("step ", step, " on ", model->backend()->name()));
+      }
+      const Model::StepResult& r = *step_result;
+      const absl::Time t2 = absl::Now();
+      const absl::Duration compute = (t2 - t1) - in_push_calls;
+      if (const absl::Duration slow = straggler.AfterCompute(compute);
           slow > absl::ZeroDuration()) {
         absl::SleepFor(slow);
         result.straggler_seconds += absl::ToDoubleSeconds(slow);
       }
-      const absl::Time t2 = absl::Now();
-      TESSERA_RETURN_IF_ERROR_CTX(client->Push(step, absl::MakeConstSpan(grads)),
-                                  absl::StrCat("push at step ", step));
-      result.pull_seconds += absl::ToDoubleSeconds(t1 - t0);
-      result.compute_seconds += absl::ToDoubleSeconds(t2 - t1);
-      result.push_seconds += absl::ToDoubleSeconds(absl::Now() - t2);
+      const absl::Time t3 = absl::Now();
+      if (hold_push) {
+        for (int i = 0; i < model->num_tensors(); ++i) {
+          TESSERA_RETURN_IF_ERROR_CTX(push_tensor(i), absl::StrCat("push at step ", step));
+        }
+      }
+      TESSERA_RETURN_IF_ERROR_CTX(client->FinishPush(), absl::StrCat("push at step ", step));
+      const absl::Time t4 = absl::Now();
+      result.pull_seconds += absl::ToDoubleSeconds((t_gather - t0) + (t1 - t_wait));
+      result.compute_seconds += absl::ToDoubleSeconds(compute + (t_wait - t_gather));
+      result.push_seconds += absl::ToDoubleSeconds(in_push_calls + (t4 - t3));
+      if (!hold_push && first_push < t2) {
+        result.overlap_seconds += absl::ToDoubleSeconds(t2 - first_push);
+      }
       loss_sum += r.loss * batch;
       correct += r.correct;
       seen += batch;
@@ -179,19 +222,22 @@ absl::StatusOr<TaskResult> Trainer::Run(const WorkerAssignment& a) {
 
   const Range part = ShardOf(test->size, rank, workers);
   if (!part.empty()) {
-    const Model::StepResult eval =
+    TESSERA_ASSIGN_OR_RETURN(
+        const Model::StepResult eval,
         model->Evaluate(test->features.data() + part.begin * test->dim,
-                        test->labels.data() + part.begin, static_cast<int>(part.size()));
+                        test->labels.data() + part.begin, static_cast<int>(part.size())));
     result.test_correct = eval.correct;
     result.test_loss_sum = eval.loss;
     result.test_examples = static_cast<int64_t>(part.size());
   }
   spdlog::info(
-      "job {} rank {}: {} steps in {:.1f}s (pull {:.1f}s incl. waiting for the slowest worker, "
-      "compute {:.1f}s, push {:.1f}s, injected pauses {:.1f}s; {} pulls, {} served from the "
-      "cache), test accuracy {:.4f} on {} examples",
-      job, rank, step, result.train_seconds, result.pull_seconds, result.compute_seconds,
-      result.push_seconds, result.straggler_seconds, result.pulls, result.pulls_saved,
+      "job {} rank {} on {}: {} steps in {:.1f}s (pull {:.1f}s incl. waiting for the slowest "
+      "worker, compute {:.1f}s, push {:.1f}s, gradients in flight during backward {:.1f}s, "
+      "injected pauses {:.1f}s; {} pulls, {} served from the cache), test accuracy {:.4f} on {} "
+      "examples",
+      job, rank, model->backend()->name(), step, result.train_seconds, result.pull_seconds,
+      result.compute_seconds, result.push_seconds, result.overlap_seconds,
+      result.straggler_seconds, result.pulls, result.pulls_saved,
       result.test_examples ? double(result.test_correct) / result.test_examples : 0.0,
       result.test_examples);
   return result;

@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "proto/scheduler_service.pb.h"
+#include "worker/compute_backend.h"
 #include "worker/dataset.h"
 #include "worker/parameter_client.h"
 
@@ -53,10 +54,19 @@ struct TaskResult {
   int64_t test_examples = 0;
   double test_loss_sum = 0;
   bool cancelled = false;
-  // Where the training time went (seconds).
+  // Where the training time went (seconds), as the training thread saw it:
+  //   pull: blocked starting or waiting for pulls (the batch is gathered
+  //     while a pull is in flight and counts as compute);
+  //   compute: forward/backward (minus time inside PushTensor calls) and
+  //     batch preparation;
+  //   push: inside PushTensor calls and FinishPush;
+  //   overlap: from the first gradient handed to the client to the end of
+  //     backward, per step: the window in which a streaming client can send
+  //     while backward runs (how much it actually sends then is the client's).
   double pull_seconds = 0;
   double compute_seconds = 0;
   double push_seconds = 0;
+  double overlap_seconds = 0;
   // Parameter reads: pulls sent, reads served from the cache (SSP), and the
   // observed staleness of every read (kStalenessBuckets entries, see
   // ObservedStaleness in server/shard_store.h).
@@ -81,6 +91,8 @@ class StragglerInjector {
   // Pause after a step's compute of `compute`: (factor - 1) x compute for the
   // persistent straggler rank, else 0.
   absl::Duration AfterCompute(absl::Duration compute) const;
+  // Whether this rank is the persistent straggler.
+  bool persistent() const { return persistent_; }
 
  private:
   const StragglerSpec spec_;
@@ -97,9 +109,10 @@ class StragglerInjector {
 class Trainer {
  public:
   // `reporter` must outlive the Trainer; `cancel` may be set from another
-  // thread to stop the task between steps.
+  // thread to stop the task between steps. `backend` (borrowed; outlives the
+  // Trainer) runs the model's math; null: the CPU.
   Trainer(TaskReporter* reporter, ParameterClientFactory client_factory, DatasetCache* datasets,
-          const std::atomic<bool>* cancel);
+          const std::atomic<bool>* cancel, ComputeBackend* backend = nullptr);
 
   // Runs the task. The caller reports the outcome with FinishTask.
   absl::StatusOr<TaskResult> Run(const WorkerAssignment& assignment);
@@ -109,6 +122,7 @@ class Trainer {
   const ParameterClientFactory client_factory_;
   DatasetCache* const datasets_;
   const std::atomic<bool>* const cancel_;
+  ComputeBackend* const backend_;
 };
 
 }  // namespace tessera::worker

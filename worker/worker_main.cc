@@ -16,6 +16,8 @@
 #include "common/memory.h"
 #include "common/signals.h"
 #include "spdlog/spdlog.h"
+#include "worker/compute_backend.h"
+#include "worker/device.h"
 #include "worker/rpc/worker_node.h"
 
 ABSL_FLAG(std::string, scheduler, "", "Scheduler address, host:port (required).");
@@ -23,6 +25,10 @@ ABSL_FLAG(std::string, name, "", "Stable node name; default worker-<pid>.");
 ABSL_FLAG(std::string, log_level, "info", "trace, debug, info, warn, error or off.");
 ABSL_FLAG(int, rpc_timeout_s, 10, "Deadline of each call to the scheduler, seconds.");
 ABSL_FLAG(int, connect_timeout_s, 30, "How long to keep trying to reach the scheduler at start.");
+ABSL_FLAG(std::string, device, "auto",
+          "Where the model's math runs: auto (a GPU when one is present, else the CPU), cpu, "
+          "cuda (= cuda:0) or cuda:N. Asking for cuda without a device or a CUDA build is an "
+          "error.");
 ABSL_FLAG(int, pull_timeout_s, 300,
           "How long a pull may wait for fresher parameters (sync barrier) before failing.");
 
@@ -31,7 +37,8 @@ int main(int argc, char** argv) {
   tessera::KeepLargeAllocations();
   absl::SetProgramUsageMessage(
       "Tessera worker: trains on its data shard and pushes/pulls through the parameter "
-      "servers.\nUsage: tessera-worker --scheduler=HOST:PORT [--name=NAME]");
+      "servers.\nUsage: tessera-worker --scheduler=HOST:PORT [--name=NAME] "
+      "[--device=auto|cpu|cuda[:N]]");
   absl::ParseCommandLine(argc, argv);
 
   tessera::worker::WorkerNodeOptions options;
@@ -45,16 +52,30 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "tessera-worker: %s\n", std::string(st.message()).c_str());
     return 2;
   }
+  absl::StatusOr<tessera::worker::DeviceSpec> device =
+      tessera::worker::ParseDeviceSpec(absl::GetFlag(FLAGS_device));
+  if (!device.ok()) {
+    std::fprintf(stderr, "tessera-worker: %s\n", std::string(device.status().message()).c_str());
+    return 2;
+  }
+  // Created before registering, so a worker that cannot have its device
+  // never joins the cluster. Used by the task thread (this one) only.
+  absl::StatusOr<std::unique_ptr<tessera::worker::ComputeBackend>> backend =
+      tessera::worker::CreateBackend(*device);
+  if (!backend.ok()) {
+    std::fprintf(stderr, "tessera-worker: %s\n", std::string(backend.status().message()).c_str());
+    return 2;
+  }
   if (absl::Status st = tessera::InitLogging("worker", options.name, absl::GetFlag(FLAGS_log_level));
       !st.ok()) {
     std::fprintf(stderr, "tessera-worker: %s\n", std::string(st.message()).c_str());
     return 2;
   }
-  spdlog::info("starting: scheduler={} name={} rpc_timeout={}s pull_timeout={}s",
-               options.scheduler, options.name, absl::GetFlag(FLAGS_rpc_timeout_s),
-               absl::GetFlag(FLAGS_pull_timeout_s));
+  spdlog::info("starting: scheduler={} name={} device={} ({}) rpc_timeout={}s pull_timeout={}s",
+               options.scheduler, options.name, device->ToString(), (*backend)->name(),
+               absl::GetFlag(FLAGS_rpc_timeout_s), absl::GetFlag(FLAGS_pull_timeout_s));
 
-  tessera::worker::WorkerNode node(options);
+  tessera::worker::WorkerNode node(options, backend->get());
   if (absl::Status st = node.Start(); !st.ok()) {
     spdlog::error("{}", std::string(st.message()));
     return 1;

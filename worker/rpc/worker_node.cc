@@ -16,8 +16,9 @@ absl::Status WorkerNodeOptions::Validate() const {
   return absl::OkStatus();
 }
 
-WorkerNode::WorkerNode(WorkerNodeOptions options)
+WorkerNode::WorkerNode(WorkerNodeOptions options, ComputeBackend* backend)
     : options_(std::move(options)),
+      backend_(backend),
       link_(options_.scheduler, options_.rpc_timeout, options_.retry_for) {}
 
 WorkerNode::~WorkerNode() {
@@ -139,7 +140,8 @@ absl::Status WorkerNode::Run() {
 }
 
 void WorkerNode::RunTask(const WorkerAssignment& assignment) {
-  Trainer trainer(&link_, GrpcParameterClientFactory(options_.ps), &datasets_, &cancel_task_);
+  Trainer trainer(&link_, GrpcParameterClientFactory(options_.ps), &datasets_, &cancel_task_,
+                  backend_);
   absl::StatusOr<TaskResult> result = trainer.Run(assignment);
   FinishTaskRequest finish;
   finish.set_job_id(assignment.job_id());

@@ -31,7 +31,8 @@ struct WorkerNodeOptions {
 // the thread that calls Run(). Thread-safe.
 class WorkerNode {
  public:
-  explicit WorkerNode(WorkerNodeOptions options);
+  // `backend` (borrowed; outlives the node) runs every task's model; null: the CPU.
+  explicit WorkerNode(WorkerNodeOptions options, ComputeBackend* backend = nullptr);
   ~WorkerNode();
 
   // Registers (retrying until connect_timeout) and starts heartbeating.
@@ -47,6 +48,7 @@ class WorkerNode {
   void RunTask(const WorkerAssignment& assignment);
 
   const WorkerNodeOptions options_;
+  ComputeBackend* const backend_;
   SchedulerLink link_;
   DatasetCache datasets_;  // used by the Run() thread only
   std::atomic<bool> cancel_task_{false};
