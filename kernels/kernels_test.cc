@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/test_reference.h"
 #include "kernels/cpu/gemm_internal.h"
 #include "kernels/cpu_kernels.h"
 
@@ -220,7 +221,7 @@ TEST(BiasTest, BiasAddAndBiasReluMatchReference) {
   uint64_t seed = 100;
   for (int m : kRowCounts) {
     for (int n : kColCounts) {
-      SCOPED_TRACE(testing::Message() << "m=" << m << " n=" << n);
+      SCOPED_TRACE(::testing::Message() << "m=" << m << " n=" << n);
       const std::vector<float> x = RandomVector(size_t(m) * n, seed++);
       const std::vector<float> bias = RandomVector(n, seed++);
       std::vector<double> add_ref(x.size()), relu_ref(x.size());
@@ -274,7 +275,7 @@ TEST(ColumnSumTest, MatchesReferenceWithAlphaAndBeta) {
   for (int m : kRowCounts) {
     for (int n : kColCounts) {
       for (float beta : {0.0f, 0.5f}) {
-        SCOPED_TRACE(testing::Message() << "m=" << m << " n=" << n << " beta=" << beta);
+        SCOPED_TRACE(::testing::Message() << "m=" << m << " n=" << n << " beta=" << beta);
         const float alpha = 0.25f;
         const std::vector<float> x = RandomVector(size_t(m) * n, seed++);
         std::vector<float> out = RandomVector(n, seed++);
@@ -292,48 +293,17 @@ TEST(ColumnSumTest, MatchesReferenceWithAlphaAndBeta) {
   }
 }
 
-struct SoftmaxReference {
-  std::vector<double> grad;
-  double loss = 0;
-  int64_t correct = 0;
-};
-
-SoftmaxReference ReferenceSoftmax(const std::vector<float>& logits,
-                                  const std::vector<int32_t>& labels, int batch, int classes) {
-  SoftmaxReference r;
-  r.grad.resize(logits.size());
-  for (int i = 0; i < batch; ++i) {
-    const float* row = logits.data() + size_t(i) * classes;
-    double max = row[0];
-    int argmax = 0;
-    for (int j = 1; j < classes; ++j) {
-      if (row[j] > max) {
-        max = row[j];
-        argmax = j;
-      }
-    }
-    double sum = 0;
-    for (int j = 0; j < classes; ++j) sum += std::exp(double(row[j]) - max);
-    for (int j = 0; j < classes; ++j) {
-      const double p = std::exp(double(row[j]) - max) / sum;
-      r.grad[size_t(i) * classes + j] = (p - (j == labels[i] ? 1.0 : 0.0)) / batch;
-    }
-    r.loss += -(double(row[labels[i]]) - max - std::log(sum));
-    r.correct += argmax == labels[i] ? 1 : 0;
-  }
-  return r;
-}
 
 TEST(SoftmaxCrossEntropyTest, FusedForwardBackwardMatchesReference) {
   uint64_t seed = 500;
   for (int batch : {1, 7, 33, 130}) {
     for (int classes : {2, 7, 10, 33}) {
-      SCOPED_TRACE(testing::Message() << "batch=" << batch << " classes=" << classes);
+      SCOPED_TRACE(::testing::Message() << "batch=" << batch << " classes=" << classes);
       const std::vector<float> logits = RandomVector(size_t(batch) * classes, seed++, -4, 4);
       std::mt19937_64 rng(seed++);
       std::vector<int32_t> labels(batch);
       for (int32_t& l : labels) l = static_cast<int32_t>(rng() % classes);
-      const SoftmaxReference ref = ReferenceSoftmax(logits, labels, batch, classes);
+      const testing::SoftmaxRef ref = testing::RefSoftmax(logits, labels, batch, classes);
 
       std::vector<float> grad(logits.size(), kNaN);
       double loss = 1.0;  // accumulates
@@ -368,7 +338,7 @@ TEST(SoftmaxCrossEntropyTest, StableForHugeLogits) {
   int64_t correct = 0;
   SoftmaxCrossEntropy(logits.data(), labels.data(), 2, 3, grad.data(), &loss, &correct);
   for (float g : grad) EXPECT_TRUE(std::isfinite(g));
-  const SoftmaxReference ref = ReferenceSoftmax(logits, labels, 2, 3);
+  const testing::SoftmaxRef ref = testing::RefSoftmax(logits, labels, 2, 3);
   EXPECT_LT(RelativeError(grad, ref.grad), kTolerance);
   EXPECT_NEAR(loss, ref.loss, 1e-5 * ref.loss);
   EXPECT_EQ(correct, 0);

@@ -339,7 +339,9 @@ GrpcParameterClient::~GrpcParameterClient() {
   for (auto& call : push_calls_) call->Close(/*cancel=*/true);
   for (auto& call : push_calls_) call->Wait();
   for (auto& call : pull_calls_) call->Cancel();
-  for (size_t i = 0; i < pull_calls_.size(); ++i) pull_calls_[i]->Wait(servers_[i].address).IgnoreError();
+  for (size_t i = 0; i < pull_calls_.size(); ++i) {
+    pull_calls_[i]->Wait(servers_[i].address).IgnoreError();
+  }
 }
 
 absl::Status GrpcParameterClient::BeginPush(int64_t clock) {
@@ -350,7 +352,6 @@ absl::Status GrpcParameterClient::BeginPush(int64_t clock) {
   }
   push_clock_ = clock;
   pushed_.assign(tensor_names_.size(), false);
-  push_error_ = absl::OkStatus();
   for (Server& server : servers_) {
     push_calls_.push_back(
         std::make_unique<internal::PushCall>(server.stub.get(), options_.push_timeout));

@@ -108,7 +108,6 @@ class GrpcParameterClient : public ParameterClient {
   int64_t push_clock_ = -1;
   std::vector<std::unique_ptr<internal::PushCall>> push_calls_;
   std::vector<bool> pushed_;
-  absl::Status push_error_;
   // The outstanding pull (one call per server) and where it writes.
   std::vector<std::unique_ptr<internal::PullCall>> pull_calls_;
   internal::PullTarget pull_target_;
