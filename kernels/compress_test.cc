@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "kernels/convert.h"
 
 namespace tessera::kernels {
 namespace {
@@ -67,6 +68,35 @@ TEST(CompressTest, Fp16ScalesSmallGradientsOutOfTheSubnormals) {
   EXPECT_FALSE(DecodePayload(Codec::kFp16, bytes, 4, 2, 3.0f, out));   // not a power of two
   EXPECT_FALSE(DecodePayload(Codec::kFp16, bytes, 4, 2, -2.0f, out));  // negative
   EXPECT_TRUE(DecodePayload(Codec::kFp16, bytes, 4, 2, 0.0f, out));    // unscaled
+}
+
+TEST(CompressTest, Fp16PayloadIsTheScalarConversionBitForBit) {
+  // Whatever path EncodePayload takes (F16C or scalar), its bytes are those
+  // of FloatToHalfBits(x * scale), specials and halfway cases included.
+  std::vector<float> x = Random(1001, 21);
+  x[3] = INFINITY;
+  x[4] = -0.0f;
+  x[5] = NAN;
+  x[6] = 1.0f + 1.0f / 2048;  // halfway between two halves: ties to even
+  x[7] = 3e-9f;               // far below the rest: a half subnormal even after scaling
+  const float scale = PayloadScale(Codec::kFp16, x.data(), 1001);
+  std::vector<char> payload(PayloadBytes(Codec::kFp16, 1001, 0));
+  EncodePayload(Codec::kFp16, x.data(), 1001, 0, scale, payload.data(), nullptr);
+  std::vector<float> back(1001);
+  ASSERT_TRUE(DecodePayload(Codec::kFp16, payload.data(), payload.size(), 1001, scale,
+                            back.data()));
+  for (int i = 0; i < 1001; ++i) {
+    uint16_t h;
+    std::memcpy(&h, payload.data() + 2 * i, 2);
+    const uint16_t want = FloatToHalfBits(x[i] * scale);
+    if (std::isnan(x[i])) {
+      ASSERT_TRUE(std::isnan(back[i]));
+      ASSERT_EQ(h & 0x7C00, 0x7C00);
+      continue;
+    }
+    ASSERT_EQ(h, want) << i;
+    ASSERT_EQ(back[i], HalfBitsToFloat(want) / scale) << i;
+  }
 }
 
 TEST(CompressTest, TopKKeepsExactlyTheLargestMagnitudes) {
