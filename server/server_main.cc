@@ -20,6 +20,7 @@
 #include "common/file_util.h"
 #include "common/logging.h"
 #include "common/memory.h"
+#include "common/signals.h"
 #include "server/rpc/parameter_server.h"
 #include "server/rpc/scheduler_link.h"
 #include "spdlog/spdlog.h"
@@ -118,47 +119,6 @@ class StopRequest {
   std::string reason_ ABSL_GUARDED_BY(mu_);
 };
 
-// Turns SIGTERM/SIGINT into a StopRequest: the signals are blocked in every
-// thread (Block() runs before any thread starts) and a member thread takes
-// them with sigwait, so no code runs in signal context.
-class SignalWatcher {
- public:
-  static void Block() {
-    sigset_t set = Signals();
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  }
-
-  void Start(StopRequest* stop) {
-    thread_ = std::thread([stop] {
-      sigset_t set = Signals();
-      int sig = 0;
-      while (sigwait(&set, &sig) != 0) {
-      }
-      if (sig == SIGUSR1) return;  // Stop() without a signal from outside
-      stop->Request(0, absl::StrCat("received ", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
-    });
-  }
-
-  // Joins the watcher; wakes it with SIGUSR1 if no signal came.
-  void Stop(bool signal_received) {
-    if (!thread_.joinable()) return;
-    if (!signal_received) pthread_kill(thread_.native_handle(), SIGUSR1);
-    thread_.join();
-  }
-
- private:
-  static sigset_t Signals() {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGUSR1);
-    return set;
-  }
-
-  std::thread thread_;
-};
-
 int Run(const ServerOptions& opts) {
   ParameterServer::Options ps_options;
   ps_options.service.max_pull_wait = absl::Seconds(opts.max_pull_wait_s);
@@ -191,8 +151,12 @@ int Run(const ServerOptions& opts) {
   }
 
   StopRequest stop;
-  SignalWatcher signals;
-  signals.Start(&stop);
+  // SIGINT/SIGTERM are blocked in every thread (main() blocks them first);
+  // this one takes them with sigwait, so no code runs in signal context.
+  std::thread signals([&stop] {
+    const int sig = WaitForTerminationSignal();
+    stop.Request(0, absl::StrCat("received ", sig == SIGTERM ? "SIGTERM" : "SIGINT"));
+  });
   SchedulerLink::Options link_options;
   link_options.scheduler_address = opts.scheduler;
   link_options.name = name;
@@ -209,7 +173,9 @@ int Run(const ServerOptions& opts) {
   }
   link.Stop();
   server.Stop();
-  signals.Stop(/*signal_received=*/exit_code == 0);
+  // A fatal error stopped us: wake the signal thread (its request loses to ours).
+  if (exit_code != 0) pthread_kill(signals.native_handle(), SIGTERM);
+  signals.join();
   spdlog::info("stopped");
   spdlog::shutdown();
   return exit_code;
@@ -220,7 +186,7 @@ int Run(const ServerOptions& opts) {
 
 int main(int argc, char** argv) {
   // Before any thread exists, so every thread inherits the mask.
-  tessera::server::SignalWatcher::Block();
+  tessera::BlockTerminationSignals();
   tessera::KeepLargeAllocations();
   absl::SetProgramUsageMessage(
       "tessera-server --scheduler=HOST:PORT [--host=127.0.0.1] [--port=0] [--port_file=FILE]");
