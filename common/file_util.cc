@@ -1,5 +1,8 @@
 #include "common/file_util.h"
 
+#include <limits.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -40,6 +43,14 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
         absl::StrCat("cannot rename ", tmp, " to ", path, ": ", std::strerror(errno)));
   }
   return absl::OkStatus();
+}
+
+std::string ExecutableDir() {
+  char buf[PATH_MAX];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return ".";
+  const std::string path(buf, n);
+  return path.substr(0, path.rfind('/'));
 }
 
 }  // namespace tessera

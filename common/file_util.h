@@ -16,6 +16,10 @@ absl::StatusOr<std::string> ReadFile(const std::string& path);
 // reader never sees a partial file.
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
 
+// The folder holding the running program (from /proc/self/exe), where the
+// CLI looks for its sibling binaries; "." if it cannot be read.
+std::string ExecutableDir();
+
 }  // namespace tessera
 
 #endif  // TESSERA_COMMON_FILE_UTIL_H_

@@ -43,14 +43,6 @@
 namespace tessera::tools {
 namespace {
 
-std::string SelfDir() {
-  char buf[PATH_MAX];
-  const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  if (n <= 0) return ".";
-  std::string path(buf, n);
-  return path.substr(0, path.rfind('/'));
-}
-
 absl::StatusOr<JobInfo> RunJob(SchedulerClient& client, LocalCluster& cluster,
                                const JobSpec& spec, absl::Duration timeout) {
   TESSERA_ASSIGN_OR_RETURN(std::string id, client.Submit(spec));
@@ -168,7 +160,7 @@ int Main(const CliArgs& args) {
   const absl::Time bench_start = absl::Now();
   std::printf("load averages at start: %s\n", load_start.c_str());
   LocalClusterOptions options;
-  options.bin_dir = args.Get("bin_dir").empty() ? SelfDir() : args.Get("bin_dir");
+  options.bin_dir = args.Get("bin_dir").empty() ? ExecutableDir() : args.Get("bin_dir");
   options.out_dir = out + "/cluster";
   options.servers = servers;
   options.workers = workers;

@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "common/job_spec.h"
 #include "common/status_macros.h"
+#include "common/file_util.h"
 #include "tools/cli_args.h"
 #include "tools/job_report.h"
 #include "tools/job_yaml.h"
@@ -129,14 +130,6 @@ JobSpec DefaultJob() {
   return spec;
 }
 
-std::string SelfDir() {
-  char buf[PATH_MAX];
-  const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  if (n <= 0) return ".";
-  std::string path(buf, n);
-  return path.substr(0, path.rfind('/'));
-}
-
 // Applies `tessera local`'s overriding flags to `spec`.
 absl::Status ApplyLocalOverrides(const CliArgs& args, JobSpec* spec) {
   if (const std::string& m = args.Get("model"); !m.empty()) {
@@ -216,7 +209,7 @@ int RunLocal(const CliArgs& args) {
   if (absl::Status st = ValidateJobSpec(spec); !st.ok()) return Fail(st);
 
   LocalClusterOptions options;
-  options.bin_dir = args.Get("bin_dir").empty() ? SelfDir() : args.Get("bin_dir");
+  options.bin_dir = args.Get("bin_dir").empty() ? ExecutableDir() : args.Get("bin_dir");
   options.out_dir = args.Get("out");
   options.servers = *servers;
   options.workers = *workers;
@@ -391,7 +384,7 @@ int main(int argc, char** argv) {
                    "flags)\n");
       return 2;
     }
-    const std::string program = SelfDir() + "/tessera-bench-" + which;
+    const std::string program = tessera::ExecutableDir() + "/tessera-bench-" + which;
     std::vector<char*> args = {const_cast<char*>(program.c_str())};
     for (int i = 3; i < argc; ++i) args.push_back(argv[i]);
     args.push_back(nullptr);

@@ -49,55 +49,58 @@ KernelStatus SetDevice(int ordinal) {
   return FromCuda(cudaSetDevice(ordinal), "cudaSetDevice(" + std::to_string(ordinal) + ")");
 }
 
-// ---- DeviceBuffer ----
-DeviceBuffer::~DeviceBuffer() {
-  if (ptr_ != nullptr) cudaFree(ptr_);
+// ---- CudaBuffer ----
+namespace {
+
+cudaError_t AllocateMemory(MemoryKind kind, void** ptr, size_t bytes) {
+  return kind == MemoryKind::kDevice ? cudaMalloc(ptr, bytes) : cudaMallocHost(ptr, bytes);
 }
-DeviceBuffer::DeviceBuffer(DeviceBuffer&& other) noexcept
+
+void FreeMemory(MemoryKind kind, void* ptr) {
+  if (ptr == nullptr) return;
+  if (kind == MemoryKind::kDevice) {
+    cudaFree(ptr);
+  } else {
+    cudaFreeHost(ptr);
+  }
+}
+
+}  // namespace
+
+template <MemoryKind kKind>
+CudaBuffer<kKind>::~CudaBuffer() {
+  FreeMemory(kKind, ptr_);
+}
+
+template <MemoryKind kKind>
+CudaBuffer<kKind>::CudaBuffer(CudaBuffer&& other) noexcept
     : ptr_(std::exchange(other.ptr_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
-DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
+
+template <MemoryKind kKind>
+CudaBuffer<kKind>& CudaBuffer<kKind>::operator=(CudaBuffer&& other) noexcept {
   if (this != &other) {
-    if (ptr_ != nullptr) cudaFree(ptr_);
+    FreeMemory(kKind, ptr_);
     ptr_ = std::exchange(other.ptr_, nullptr);
     bytes_ = std::exchange(other.bytes_, 0);
   }
   return *this;
 }
-KernelStatus DeviceBuffer::Allocate(size_t bytes, DeviceBuffer* out) {
-  DeviceBuffer b;
+
+template <MemoryKind kKind>
+KernelStatus CudaBuffer<kKind>::Allocate(size_t bytes, CudaBuffer* out) {
+  CudaBuffer b;
   if (bytes > 0) {
-    TESSERA_KERNEL_RETURN_IF_ERROR(
-        FromCuda(cudaMalloc(&b.ptr_, bytes), "cudaMalloc(" + std::to_string(bytes) + " bytes)"));
+    const char* call = kKind == MemoryKind::kDevice ? "cudaMalloc(" : "cudaMallocHost(";
+    TESSERA_KERNEL_RETURN_IF_ERROR(FromCuda(AllocateMemory(kKind, &b.ptr_, bytes),
+                                            call + std::to_string(bytes) + " bytes)"));
     b.bytes_ = bytes;
   }
   *out = std::move(b);
   return KernelStatus::Ok();
 }
 
-// ---- PinnedBuffer ----
-PinnedBuffer::~PinnedBuffer() {
-  if (ptr_ != nullptr) cudaFreeHost(ptr_);
-}
-PinnedBuffer::PinnedBuffer(PinnedBuffer&& other) noexcept
-    : ptr_(std::exchange(other.ptr_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
-PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& other) noexcept {
-  if (this != &other) {
-    if (ptr_ != nullptr) cudaFreeHost(ptr_);
-    ptr_ = std::exchange(other.ptr_, nullptr);
-    bytes_ = std::exchange(other.bytes_, 0);
-  }
-  return *this;
-}
-KernelStatus PinnedBuffer::Allocate(size_t bytes, PinnedBuffer* out) {
-  PinnedBuffer b;
-  if (bytes > 0) {
-    TESSERA_KERNEL_RETURN_IF_ERROR(FromCuda(cudaMallocHost(&b.ptr_, bytes),
-                                            "cudaMallocHost(" + std::to_string(bytes) + " bytes)"));
-    b.bytes_ = bytes;
-  }
-  *out = std::move(b);
-  return KernelStatus::Ok();
-}
+template class CudaBuffer<MemoryKind::kDevice>;
+template class CudaBuffer<MemoryKind::kPinnedHost>;
 
 // ---- Stream ----
 Stream::~Stream() {

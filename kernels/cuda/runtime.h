@@ -45,19 +45,27 @@ KernelStatus GetDeviceInfo(int ordinal, DeviceInfo* info);
 // kInvalidArgument when ordinal is not in [0, DeviceCount()).
 KernelStatus SetDevice(int ordinal);
 
-// Device memory (cudaMalloc). Move-only; freed in the destructor.
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  ~DeviceBuffer();
-  DeviceBuffer(DeviceBuffer&& other) noexcept;
-  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept;
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+// Where a CudaBuffer's memory lives.
+enum class MemoryKind {
+  kDevice,      // cudaMalloc / cudaFree
+  kPinnedHost,  // cudaMallocHost / cudaFreeHost: page-locked, the source or
+                // destination of asynchronous copies
+};
 
-  // Replaces *out with `bytes` of fresh device memory (contents undefined).
+// Memory of one kind, owned. Move-only; freed in the destructor.
+template <MemoryKind kKind>
+class CudaBuffer {
+ public:
+  CudaBuffer() = default;
+  ~CudaBuffer();
+  CudaBuffer(CudaBuffer&& other) noexcept;
+  CudaBuffer& operator=(CudaBuffer&& other) noexcept;
+  CudaBuffer(const CudaBuffer&) = delete;
+  CudaBuffer& operator=(const CudaBuffer&) = delete;
+
+  // Replaces *out with `bytes` of fresh memory (contents undefined).
   // bytes == 0 gives an empty buffer with a null data().
-  static KernelStatus Allocate(size_t bytes, DeviceBuffer* out);
+  static KernelStatus Allocate(size_t bytes, CudaBuffer* out);
 
   void* data() const { return ptr_; }
   size_t bytes() const { return bytes_; }
@@ -69,28 +77,8 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
-// Page-locked host memory (cudaMallocHost): the source or destination of
-// asynchronous copies. Move-only; freed in the destructor.
-class PinnedBuffer {
- public:
-  PinnedBuffer() = default;
-  ~PinnedBuffer();
-  PinnedBuffer(PinnedBuffer&& other) noexcept;
-  PinnedBuffer& operator=(PinnedBuffer&& other) noexcept;
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-
-  static KernelStatus Allocate(size_t bytes, PinnedBuffer* out);
-
-  void* data() const { return ptr_; }
-  size_t bytes() const { return bytes_; }
-  template <typename T>
-  T* as() const { return static_cast<T*>(ptr_); }
-
- private:
-  void* ptr_ = nullptr;
-  size_t bytes_ = 0;
-};
+using DeviceBuffer = CudaBuffer<MemoryKind::kDevice>;
+using PinnedBuffer = CudaBuffer<MemoryKind::kPinnedHost>;
 
 // A non-blocking stream (cudaStreamCreateWithFlags(cudaStreamNonBlocking)).
 class Stream {
