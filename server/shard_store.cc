@@ -14,6 +14,7 @@
 #include "common/initializer.h"
 #include "common/job_spec.h"
 #include "common/status_macros.h"
+#include "server/keyed_executor.h"
 #include "server/optimizer.h"
 
 namespace tessera::server {
@@ -35,8 +36,8 @@ struct StagingBuffer {
 };
 
 struct Slice {
-  Slice(std::string tensor_name, Range r, size_t idx)
-      : tensor(std::move(tensor_name)), range(r), index(idx) {}
+  Slice(std::string tensor_name, Range r, size_t idx, uint64_t key)
+      : tensor(std::move(tensor_name)), range(r), index(idx), apply_key(key) {}
 
   std::string Name() const {
     return absl::StrCat("'", tensor, "' [", range.begin, ",", range.end, ")");
@@ -46,16 +47,25 @@ struct Slice {
   const std::string tensor;
   const Range range;
   const size_t index;  // position in Job::slices; multi-slice locks go in this order
+  const uint64_t apply_key;  // picks the executor thread that runs its optimizer steps
 
   absl::Mutex mu;
   absl::CondVar changed;  // version, live set or closed changed
   std::vector<float> weights ABSL_GUARDED_BY(mu);
   std::unique_ptr<OptimizerState> opt_state ABSL_GUARDED_BY(mu);
-  int64_t version ABSL_GUARDED_BY(mu) = 0;
+  int64_t version ABSL_GUARDED_BY(mu) = 0;  // optimizer steps applied
+  // Optimizer steps handed to the executor, and how many of them have run.
+  // A pull or Stats waits for the steps queued before it began.
+  int64_t steps_queued ABSL_GUARDED_BY(mu) = 0;
+  int64_t steps_done ABSL_GUARDED_BY(mu) = 0;
+  // SYNC: the clock pushes are taken for: version, plus the completed clocks
+  // whose steps are still queued.
+  int64_t open_clock ABSL_GUARDED_BY(mu) = 0;
   std::vector<int> live ABSL_GUARDED_BY(mu);  // sorted ranks
-  // SYNC: gradients committed for clock == version, by rank (so summed in rank order).
+  // SYNC: gradients committed for open_clock, by rank (so summed in rank order).
   std::map<int, std::unique_ptr<StagingBuffer>> pending ABSL_GUARDED_BY(mu);
-  // Clock table: the latest clock each worker committed to this slice.
+  // Clock table: the latest clock of each worker whose push to this slice was
+  // applied.
   std::map<int, int64_t> last_clock ABSL_GUARDED_BY(mu);
   std::vector<std::unique_ptr<StagingBuffer>> free_buffers ABSL_GUARDED_BY(mu);
   std::vector<float> sum ABSL_GUARDED_BY(mu);  // SYNC aggregation scratch
@@ -67,6 +77,7 @@ struct Job {
   std::string id;
   JobSpec spec;
   std::unique_ptr<Optimizer> optimizer;
+  KeyedExecutor* executor = nullptr;  // the store's; runs the optimizer steps
   std::map<std::string, TensorSpec, std::less<>> tensors;  // every tensor of the job
   std::vector<std::unique_ptr<Slice>> slices;             // sorted by (tensor, begin)
   std::map<std::string, std::vector<Slice*>, std::less<>> by_tensor;
@@ -117,6 +128,9 @@ using internal::StagingBuffer;
 
 // Idle buffers a slice keeps; more are freed rather than pooled.
 constexpr size_t kMaxFreeBuffers = 8;
+// Optimizer steps a slice may have queued before a Commit waits for them:
+// bounds the staged gradients a fast pusher can pile up.
+constexpr int64_t kMaxQueuedSteps = 4;
 
 std::string RankList(const std::vector<int>& ranks) {
   return absl::StrCat("[", absl::StrJoin(ranks, ", "), "]");
@@ -150,11 +164,10 @@ absl::Status CheckPushable(const Job& job, Slice* s, int worker, int64_t clock)
                      " is not live (live workers: ", RankList(s->live), ")"));
   }
   if (job.spec.mode() == SYNC) {
-    if (clock != s->version) {
+    if (clock != s->open_clock) {
       return absl::FailedPreconditionError(absl::StrCat(
           "push to ", s->Name(), " of job '", job.id, "': worker ", worker, " pushed clock ",
-          clock, " but the slice is at version ", s->version, " and takes clock ", s->version,
-          " only"));
+          clock, " but the slice takes clock ", s->open_clock, " only"));
     }
     if (s->pending.count(worker) != 0) {
       return absl::AlreadyExistsError(
@@ -169,32 +182,76 @@ void ApplyStep(const Job& job, Slice* s, absl::Span<const float> grad)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
   job.optimizer->Apply(absl::MakeSpan(s->weights), grad, s->opt_state.get());
   ++s->version;
+}
+
+// One optimizer step waiting for its slice's executor thread: ASYNC/SSP one
+// worker's gradient, SYNC every live worker's for one clock, in rank order.
+struct QueuedStep {
+  int worker = -1;   // ASYNC/SSP: whose push, for the clock table
+  int64_t clock = -1;
+  std::vector<std::unique_ptr<StagingBuffer>> grads;
+};
+
+// Runs `step` on the slice's executor thread: SYNC sums the gradients in rank
+// order (deterministic) and divides by their number; then one optimizer
+// step. A slice closed meanwhile applies nothing.
+void RunStep(const Job& job, Slice* s, QueuedStep& step) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+  if (s->closed.ok()) {
+    if (job.spec.mode() == SYNC && step.grads.size() == 1) {
+      ApplyStep(job, s, step.grads[0]->values);
+    } else if (job.spec.mode() == SYNC) {
+      const size_t n = s->range.size();
+      s->sum.resize(n);
+      std::copy(step.grads[0]->values.begin(), step.grads[0]->values.end(), s->sum.begin());
+      for (size_t g = 1; g < step.grads.size(); ++g) {
+        const float* v = step.grads[g]->values.data();
+        for (size_t i = 0; i < n; ++i) s->sum[i] += v[i];
+      }
+      const float count = static_cast<float>(step.grads.size());
+      for (size_t i = 0; i < n; ++i) s->sum[i] /= count;
+      ApplyStep(job, s, s->sum);
+    } else {
+      ApplyStep(job, s, step.grads[0]->values);
+      int64_t& last = s->last_clock.try_emplace(step.worker, -1).first->second;
+      last = std::max(last, step.clock);
+    }
+  }
+  for (auto& buffer : step.grads) ReturnBuffer(s, std::move(buffer));
+  ++s->steps_done;
   s->changed.SignalAll();
 }
 
-// SYNC: applies the step for the current version once every live worker has
-// pushed it. Gradients are summed in rank order so the result is
-// deterministic, then divided by the number of contributors.
-void MaybeAggregate(const Job& job, Slice* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+// Hands `step` to the slice's executor thread; steps of one slice run in the
+// order queued.
+void QueueStep(const std::shared_ptr<Job>& job, Slice* s, QueuedStep step)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+  ++s->steps_queued;
+  job->executor->Submit(s->apply_key, [job, s, step = std::move(step)]() mutable {
+    absl::MutexLock lock(&s->mu);
+    RunStep(*job, s, step);
+  });
+}
+
+// Waits until the steps queued on `s` before now have run (a bounded wait:
+// the executor never waits for anything but slice locks).
+void AwaitQueuedSteps(Slice* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+  const int64_t target = s->steps_queued;
+  while (s->steps_done < target) s->changed.Wait(&s->mu);
+}
+
+// SYNC: once every live worker has pushed the open clock, queues its step and
+// opens the next clock.
+void MaybeAggregate(const std::shared_ptr<Job>& job, Slice* s)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
   if (s->live.empty() || s->pending.empty()) return;
   for (int w : s->live) {
     if (s->pending.count(w) == 0) return;
   }
-  const size_t n = s->range.size();
-  s->sum.resize(n);
-  auto it = s->pending.begin();
-  std::copy(it->second->values.begin(), it->second->values.end(), s->sum.begin());
-  for (++it; it != s->pending.end(); ++it) {
-    const float* g = it->second->values.data();
-    for (size_t i = 0; i < n; ++i) s->sum[i] += g[i];
-  }
-  const float count = static_cast<float>(s->pending.size());
-  if (s->pending.size() > 1) {
-    for (size_t i = 0; i < n; ++i) s->sum[i] /= count;
-  }
-  for (auto& [rank, buffer] : s->pending) ReturnBuffer(s, std::move(buffer));
+  QueuedStep step;
+  for (auto& [rank, buffer] : s->pending) step.grads.push_back(std::move(buffer));
   s->pending.clear();
-  ApplyStep(job, s, s->sum);
+  ++s->open_clock;
+  QueueStep(job, s, std::move(step));
 }
 
 // The clock through which every live worker's pushes are in `s`'s weights
@@ -252,7 +309,7 @@ std::string PullTimeoutMessage(const Job& job, const Slice* s, int64_t clock)
   for (int w : s->live) {
     if (s->pending.count(w) == 0) missing.push_back(w);
   }
-  return absl::StrCat(head, "; live workers that have not pushed clock ", s->version, ": ",
+  return absl::StrCat(head, "; live workers that have not pushed clock ", s->open_clock, ": ",
                       RankList(missing));
 }
 
@@ -422,7 +479,17 @@ absl::Status PushSession::CommitImpl() ABSL_NO_THREAD_SAFETY_ANALYSIS {
           " elements of slice [", s->range.begin, ",", s->range.end, ")"));
     }
   }
-  // Lock every touched slice in index order, check them all, then apply all:
+  // Backpressure: wait while a slice has many steps queued. One slice at a
+  // time, before the locks below: its executor thread may need a lock held
+  // there to drain another slice's queue.
+  for (const auto& entry : staged_) {
+    Slice* s = job_->slices[entry.first].get();
+    absl::MutexLock lock(&s->mu);
+    while (s->closed.ok() && s->steps_queued - s->steps_done >= kMaxQueuedSteps) {
+      s->changed.Wait(&s->mu);
+    }
+  }
+  // Lock every touched slice in index order, check them all, then queue all:
   // either the whole push lands or none of it.
   std::vector<Slice*> locked;
   locked.reserve(staged_.size());
@@ -440,14 +507,15 @@ absl::Status PushSession::CommitImpl() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     const bool sync = job_->spec.mode() == SYNC;
     for (Slice* s : locked) {
       std::unique_ptr<StagingBuffer>& buffer = staged_[s->index];
-      int64_t& last = s->last_clock.try_emplace(worker_, -1).first->second;
-      last = std::max(last, clock_);
       if (sync) {
         s->pending[worker_] = std::move(buffer);
-        MaybeAggregate(*job_, s);
+        MaybeAggregate(job_, s);
       } else {
-        ApplyStep(*job_, s, buffer->values);
-        ReturnBuffer(s, std::move(buffer));
+        QueuedStep step;
+        step.worker = worker_;
+        step.clock = clock_;
+        step.grads.push_back(std::move(buffer));
+        QueueStep(job_, s, std::move(step));
       }
     }
     job_->pushes.fetch_add(1, std::memory_order_relaxed);
@@ -459,9 +527,15 @@ absl::Status PushSession::CommitImpl() ABSL_NO_THREAD_SAFETY_ANALYSIS {
 
 // ----------------------------------------------------------------- ShardStore
 
-ShardStore::ShardStore(Options options) : options_(options) {}
+ShardStore::ShardStore(Options options)
+    : options_(options),
+      executor_(std::make_unique<KeyedExecutor>(
+          options.apply_threads > 0 ? options.apply_threads : KeyedExecutor::DefaultThreads())) {}
 
-ShardStore::~ShardStore() { Shutdown(); }
+ShardStore::~ShardStore() {
+  Shutdown();
+  executor_.reset();  // runs what is queued (closed slices apply nothing), then joins
+}
 
 absl::StatusOr<std::shared_ptr<Job>> ShardStore::FindJob(const std::string& job_id) const {
   absl::MutexLock lock(&mu_);
@@ -555,13 +629,15 @@ absl::Status ShardStore::CreateJob(const std::string& job_id, const JobSpec& spe
   job->id = job_id;
   job->spec = spec;
   job->optimizer = *std::move(optimizer);
+  job->executor = executor_.get();
   job->tensors = std::move(tensor_map);
   {
     absl::MutexLock lock(&job->mu);
     job->live = live;
   }
   for (const auto& [tensor, range] : wanted) {
-    auto s = std::make_unique<Slice>(tensor, range, job->slices.size());
+    auto s = std::make_unique<Slice>(tensor, range, job->slices.size(),
+                                     next_apply_key_.fetch_add(1, std::memory_order_relaxed));
     {
       absl::MutexLock lock(&s->mu);
       s->weights.resize(range.size());
@@ -618,7 +694,7 @@ absl::Status ShardStore::SetLiveWorkers(const std::string& job_id,
         it = s->pending.erase(it);
       }
     }
-    if (job->spec.mode() == SYNC) MaybeAggregate(*job, s);
+    if (job->spec.mode() == SYNC) MaybeAggregate(job, s);
     s->changed.SignalAll();
   }
   return absl::OkStatus();
@@ -667,6 +743,7 @@ absl::StatusOr<std::unique_ptr<PullCursor>> ShardStore::OpenPull(
   for (PullCursor::Source& src : sources) {
     Slice* s = src.slice;
     absl::MutexLock lock(&s->mu);
+    AwaitQueuedSteps(s);  // the caller's own committed pushes, at least
     if (s->closed.ok() && !PullReady(*job, s, clock)) {
       job->waiting_pulls.fetch_add(1, std::memory_order_relaxed);
       bool timed_out = false;
@@ -771,6 +848,7 @@ absl::StatusOr<JobStats> ShardStore::Stats(const std::string& job_id) const {
   bool first = true;
   for (const auto& s : job->slices) {
     absl::MutexLock lock(&s->mu);
+    AwaitQueuedSteps(s.get());
     stats.min_version = first ? s->version : std::min(stats.min_version, s->version);
     first = false;
   }

@@ -2,6 +2,7 @@
 #define TESSERA_SERVER_SHARD_STORE_H_
 
 #include <cstddef>
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -21,6 +22,8 @@
 #include "proto/job.pb.h"
 
 namespace tessera::server {
+
+class KeyedExecutor;
 
 namespace internal {
 struct Job;
@@ -112,7 +115,7 @@ struct JobStats {
 
 // One worker's gradient push for one clock, staged and then applied as a whole.
 // Chunks are copied into staging buffers that the slice reuses across pushes;
-// nothing reaches the weights before Commit(), and Commit() applies either
+// nothing reaches the weights before Commit(), and Commit() takes either
 // every touched slice or none, so a broken stream never half-applies.
 // Destroying a session without a successful Commit() discards it.
 // Not thread-safe: one thread (one RPC) drives a session. It keeps its job
@@ -144,12 +147,16 @@ class PushSession {
   absl::Status AddChunkWith(absl::string_view tensor, uint64_t offset, size_t nbytes,
                             absl::FunctionRef<absl::Status(char* dst)> fill);
 
-  // Applies the push. Every slice touched must be fully covered, else
+  // Takes the push. Every slice touched must be fully covered, else
   // INVALID_ARGUMENT "push to 'dense0/w' covered 10 of 1000 elements of slice
   // [0,1000)"; a push that touched nothing is INVALID_ARGUMENT. The checks of
   // AddChunk are repeated under the slice locks. SYNC: the gradient waits
-  // until every live worker pushed the clock, then they are averaged and one
-  // optimizer step applied. ASYNC/SSP: one optimizer step now.
+  // until every live worker pushed the clock, then they are averaged into one
+  // optimizer step. ASYNC/SSP: one optimizer step. Steps run on the store's
+  // executor thread for the slice, in commit order, so Commit returns without
+  // waiting for the arithmetic; every pull (and Stats) that starts after it
+  // returns sees the step (see ShardStore). Waits first while a touched slice
+  // has several steps queued (backpressure).
   // Call at most once; later calls return FAILED_PRECONDITION.
   absl::Status Commit();
 
@@ -183,12 +190,19 @@ class PushSession {
 //         when every live worker pushed, their gradients are summed in rank
 //         order, divided by their number, one optimizer step is applied and
 //         the version becomes v + 1. A pull at clock c waits for version >= c.
-//   ASYNC each push is one optimizer step at once; pulls never wait.
+//   ASYNC each push is one optimizer step; pulls wait for nothing but the
+//         steps already queued (below).
 //   SSP   pushes as ASYNC; a pull at clock c waits until every live worker's
 //         latest push to the slice is for a clock >= c - staleness - 1, i.e.
 //         every live worker has reached clock c - s (committed its pushes for
 //         clocks < c - s). Staleness 0 is BSP timing: a pull at c sees every
 //         push for clocks < c. Workers outside the live set never hold a pull.
+// Optimizer steps run off the RPC threads, on a KeyedExecutor keyed by slice:
+// each slice's steps run in commit order on one thread, different slices' in
+// parallel. A push is acknowledged once staged and queued; a pull first waits
+// for the steps queued on its slices before it started, so it sees every push
+// committed before it (read-your-writes), and the mode's wait above is on
+// applied steps.
 // Thread-safe. No global lock on the data path: the job map is locked only to
 // find a job; each slice has its own mutex, held while staging buffers move,
 // while an optimizer step runs and while a pull copies values.
@@ -199,6 +213,8 @@ class ShardStore {
     // optimizer state comes on top). Protects the process from a garbage
     // CreateJob. Default 2^30 (4 GiB of float32).
     uint64_t max_elements_per_job = uint64_t{1} << 30;
+    // Threads that run optimizer steps; 0: KeyedExecutor::DefaultThreads().
+    int apply_threads = 0;
   };
 
   ShardStore() : ShardStore(Options()) {}
@@ -256,7 +272,8 @@ class ShardStore {
                                                        absl::Span<const TensorSlice> slices,
                                                        absl::Time deadline);
 
-  // Counters of a job; NOT_FOUND if there is no such job.
+  // Counters of a job, after the steps queued before the call have run;
+  // NOT_FOUND if there is no such job.
   absl::StatusOr<JobStats> Stats(const std::string& job_id) const;
 
   // Ids of the jobs held, sorted.
@@ -269,6 +286,9 @@ class ShardStore {
   absl::StatusOr<std::shared_ptr<internal::Job>> FindJob(const std::string& job_id) const;
 
   const Options options_;
+
+  std::unique_ptr<KeyedExecutor> executor_;  // reset after Shutdown in the destructor
+  std::atomic<uint64_t> next_apply_key_{0};  // spreads slices over its threads
 
   mutable absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<internal::Job>> jobs_ ABSL_GUARDED_BY(mu_);

@@ -452,6 +452,46 @@ TEST_F(ShardStoreTest, DropJobAndShutdownWakeWaiters) {
   EXPECT_EQ(store_.BeginPush("j", 0, 0).status().code(), absl::StatusCode::kCancelled);
 }
 
+// Steps run on the executor, not in Commit; a pull opened after a Commit
+// returns must still see it, for every mode, with pushes from several threads.
+TEST_F(ShardStoreTest, EveryPullSeesThePushesCommittedBeforeIt) {
+  for (ConsistencyMode mode : {ASYNC, SSP}) {
+    SCOPED_TRACE(ConsistencyMode_Name(mode));
+    ShardStore store;  // its own, with the default executor
+    JobSpec spec = Spec(mode, /*staleness=*/1000);
+    spec.mutable_optimizer()->set_learning_rate(1.0f);
+    TensorSpec zero = Tensor("w", kSize);
+    zero.set_init(TensorSpec::ZEROS);
+    ASSERT_TRUE(store.CreateJob("j", spec, {zero}, {SliceOf("w", 0, kSize)}, {0, 1}).ok());
+    constexpr int kPushes = 300;
+    std::vector<std::thread> threads;
+    for (int w = 0; w < 2; ++w) {
+      threads.emplace_back([&, w] {
+        const std::vector<float> ones(kSize, 1.0f);
+        for (int c = 0; c < kPushes; ++c) {
+          auto session = store.BeginPush("j", w, c);
+          ASSERT_TRUE(session.ok());
+          ASSERT_TRUE((*session)
+                          ->AddChunk("w", 0, reinterpret_cast<const char*>(ones.data()),
+                                     kSize * sizeof(float))
+                          .ok());
+          ASSERT_TRUE((*session)->Commit().ok());
+          // This worker's c + 1 pushes are in; each took 1 off every weight.
+          std::vector<PulledSlice> out;
+          ASSERT_TRUE(store
+                          .Pull("j", w, c + 1, {SliceOf("w", 0, kSize)},
+                                absl::Now() + absl::Seconds(30), &out)
+                          .ok());
+          ASSERT_LE(out[0].values[0], -static_cast<float>(c + 1));
+          ASSERT_GE(out[0].version, c + 1);
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(store.Stats("j")->min_version, 2 * kPushes);
+  }
+}
+
 TEST_F(ShardStoreTest, StatsCountTraffic) {
   Create(ASYNC, {0});
   ASSERT_TRUE(Push(0, 0, Grad(1.0f)).ok());

@@ -22,20 +22,41 @@ absl::Status Malformed(absl::string_view what) {
 
 }  // namespace
 
-grpc::ByteBuffer EncodeChunk(const google::protobuf::MessageLite& header, int payload_field,
-                             size_t nbytes, absl::FunctionRef<void(char* dst)> fill) {
+namespace {
+
+// A slice of `extra` + the bytes of `header` followed by the key and length
+// of the bytes field `payload_field` of `nbytes` bytes; *payload points past them.
+grpc::Slice HeaderSlice(const google::protobuf::MessageLite& header, int payload_field,
+                        size_t nbytes, size_t extra, uint8_t** payload) {
   const size_t header_size = header.ByteSizeLong();
   const uint32_t tag =
       WireFormatLite::MakeTag(payload_field, WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
   const size_t prefix = header_size + CodedOutputStream::VarintSize32(tag) +
                         CodedOutputStream::VarintSize64(nbytes);
-  grpc::Slice slice(prefix + nbytes);
+  grpc::Slice slice(prefix + extra);
   uint8_t* p = const_cast<uint8_t*>(slice.begin());
   p = header.SerializeWithCachedSizesToArray(p);
   p = CodedOutputStream::WriteVarint32ToArray(tag, p);
-  p = CodedOutputStream::WriteVarint64ToArray(nbytes, p);
-  fill(reinterpret_cast<char*>(p));
+  *payload = CodedOutputStream::WriteVarint64ToArray(nbytes, p);
+  return slice;
+}
+
+}  // namespace
+
+grpc::ByteBuffer EncodeChunk(const google::protobuf::MessageLite& header, int payload_field,
+                             size_t nbytes, absl::FunctionRef<void(char* dst)> fill) {
+  uint8_t* payload = nullptr;
+  grpc::Slice slice = HeaderSlice(header, payload_field, nbytes, nbytes, &payload);
+  fill(reinterpret_cast<char*>(payload));
   return grpc::ByteBuffer(&slice, 1);
+}
+
+grpc::ByteBuffer EncodeChunkAround(const google::protobuf::MessageLite& header, int payload_field,
+                                   grpc::Slice payload) {
+  uint8_t* end = nullptr;
+  grpc::Slice slices[2] = {HeaderSlice(header, payload_field, payload.size(), 0, &end),
+                           std::move(payload)};
+  return grpc::ByteBuffer(slices, 2);
 }
 
 absl::Status ChunkPayload::ReadTo(char* dst) {

@@ -18,6 +18,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/message_lite.h"
 #include "grpcpp/support/byte_buffer.h"
+#include "grpcpp/support/slice.h"
 
 namespace tessera {
 
@@ -26,6 +27,12 @@ namespace tessera {
 // destination it is given. One allocation.
 grpc::ByteBuffer EncodeChunk(const google::protobuf::MessageLite& header, int payload_field,
                              size_t nbytes, absl::FunctionRef<void(char* dst)> fill);
+
+// As EncodeChunk, but the payload is not copied: `payload` (typically a
+// grpc::Slice over memory the caller keeps alive until gRPC releases the
+// slice) follows a slice holding the header.
+grpc::ByteBuffer EncodeChunkAround(const google::protobuf::MessageLite& header, int payload_field,
+                                   grpc::Slice payload);
 
 // The payload of a chunk being decoded: `size()` bytes that ReadTo copies out.
 class ChunkPayload {

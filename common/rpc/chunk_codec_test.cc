@@ -72,6 +72,30 @@ TEST(ChunkCodecTest, EncodesExactlyWhatProtobufWouldAndDecodesIntoTheDestination
   }
 }
 
+TEST(ChunkCodecTest, EncodeAroundSendsTheCallersBytesWithoutACopy) {
+  std::vector<float> v = Values(513);
+  PullChunk header;
+  header.set_tensor("emb");
+  header.set_offset(77);  // fields numbered below the payload's, as protobuf orders them
+  int released = 0;
+  {
+    grpc::Slice payload(
+        v.data(), v.size() * sizeof(float), [](void* n) { ++*static_cast<int*>(n); }, &released);
+    grpc::ByteBuffer encoded =
+        EncodeChunkAround(header, PullChunk::kValuesFieldNumber, std::move(payload));
+    std::vector<grpc::Slice> slices;
+    ASSERT_TRUE(encoded.Dump(&slices).ok());
+    ASSERT_EQ(slices.size(), 2u);
+    // The second slice is the caller's memory itself.
+    EXPECT_EQ(static_cast<const void*>(slices[1].begin()), static_cast<const void*>(v.data()));
+    PullChunk full = header;
+    full.set_values(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+    EXPECT_TRUE(Flatten(encoded) == full.SerializeAsString());
+    EXPECT_EQ(released, 0);
+  }
+  EXPECT_EQ(released, 1);  // gRPC's last reference gone: the caller may reuse the bytes
+}
+
 TEST(ChunkCodecTest, DecodesAPayloadThatHeaderFieldsFollow) {
   // Generated code writes fields in number order: PullChunk's values (3) come
   // before version (4) and view_clock (5).

@@ -16,6 +16,7 @@
 #include "common/status_macros.h"
 #include "kernels/compress.h"
 #include "proto/parameter_service.pb.h"
+#include "spdlog/spdlog.h"
 
 namespace tessera::worker {
 namespace internal {
@@ -46,6 +47,50 @@ class CallDone {
 };
 
 }  // namespace
+
+// Counts the payload slices that point into the caller's gradients (pushed
+// without a copy) and are still referenced by gRPC. Reference counted: the
+// owner holds one reference and each live slice one, so a slice released
+// late, even after its client is gone, never touches freed memory.
+class PayloadPins {
+ public:
+  static PayloadPins* Create() { return new PayloadPins(); }
+
+  // A slice over `bytes` of the caller's memory; gRPC's release of it is counted.
+  grpc::Slice Pin(const void* data, size_t bytes) {
+    {
+      absl::MutexLock lock(&mu_);
+      ++refs_;
+    }
+    return grpc::Slice(const_cast<void*>(data), bytes, &PayloadPins::Released, this);
+  }
+
+  // Waits until gRPC holds no pinned slice; false if some are still held at
+  // `deadline`.
+  bool AwaitReleased(absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    auto only_owner = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return refs_ == 1; };
+    return mu_.AwaitWithDeadline(absl::Condition(&only_owner), deadline);
+  }
+
+  // The owner's reference.
+  void Drop() { Unref(); }
+
+ private:
+  PayloadPins() = default;
+  static void Released(void* pins) { static_cast<PayloadPins*>(pins)->Unref(); }
+  void Unref() {
+    bool last;
+    {
+      absl::MutexLock lock(&mu_);
+      last = --refs_ == 0;
+    }
+    if (last) delete this;
+  }
+
+  absl::Mutex mu_;
+  int64_t refs_ ABSL_GUARDED_BY(mu_) = 1;
+};
 
 // One push stream to one server. Chunks queue up as the caller encodes them
 // and are written one at a time (gRPC allows one write in flight per
@@ -258,6 +303,8 @@ class PullCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::By
 
 namespace {
 constexpr uint64_t kFloatsPerChunk = kMaxChunkBytes / sizeof(float);
+// How long AwaitPush waits for gRPC to let go of gradient memory.
+constexpr absl::Duration kPinGrace = absl::Seconds(5);
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GrpcParameterClient>> GrpcParameterClient::Create(
@@ -305,7 +352,10 @@ absl::StatusOr<std::unique_ptr<GrpcParameterClient>> GrpcParameterClient::Create
 
 GrpcParameterClient::GrpcParameterClient(std::string job_id, int rank, const TensorPlan& plan,
                                          const PsClientOptions& options)
-    : job_id_(std::move(job_id)), rank_(rank), options_(options) {
+    : job_id_(std::move(job_id)),
+      rank_(rank),
+      options_(options),
+      pins_(internal::PayloadPins::Create()) {
   for (const TensorSpec& t : plan.tensors()) {
     tensor_names_.push_back(t.name());
     tensor_sizes_.push_back(t.size());
@@ -342,6 +392,7 @@ GrpcParameterClient::~GrpcParameterClient() {
   for (size_t i = 0; i < pull_calls_.size(); ++i) {
     pull_calls_[i]->Wait(servers_[i].address).IgnoreError();
   }
+  pins_->Drop();  // slices gRPC still holds keep the counter alive
 }
 
 absl::Status GrpcParameterClient::BeginPush(int64_t clock) {
@@ -413,6 +464,11 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
                                                [&](char* dst) {
                                                  std::memcpy(dst, payload_.data(), bytes);
                                                }));
+      } else if (codec == COMPRESSION_NONE) {
+        // The gradient itself is the payload: gRPC writes it to the socket
+        // from here, and FinishPush waits until gRPC lets go of it.
+        push_calls_[server]->Write(EncodeChunkAround(header, PushChunk::kValuesFieldNumber,
+                                                     pins_->Pin(values, bytes)));
       } else {
         push_calls_[server]->Write(
             EncodeChunk(header, PushChunk::kValuesFieldNumber, bytes, [&](char* dst) {
@@ -448,6 +504,15 @@ absl::Status GrpcParameterClient::AwaitPush() {
     if (first.ok() && !st.ok()) first = st;
   }
   push_calls_.clear();
+  // Every call has ended, so the transport is done with the gradients; it
+  // drops its last references right after the final write. A broken
+  // connection may keep unsent frames of a dead stream a little longer:
+  // those bytes go nowhere, so the caller may go on.
+  if (!pins_->AwaitReleased(absl::Now() + kPinGrace)) {
+    spdlog::warn("push at clock {}: gRPC still references gradient memory {} after the calls "
+                 "ended",
+                 push_clock_, absl::FormatDuration(kPinGrace));
+  }
   return first;
 }
 

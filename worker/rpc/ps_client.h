@@ -20,6 +20,7 @@ struct PsClientOptions {
 };
 
 namespace internal {
+class PayloadPins;
 class PushCall;
 class PullCall;
 // Where a pull's values go: the plan's tensor names and the caller's buffers.
@@ -32,9 +33,10 @@ struct PullTarget {
 // ParameterClient over gRPC. Each request is split by server: one Push stream
 // or one Pull stream per server holding part of the model, all servers at
 // once, payload in chunks of at most kMaxChunkBytes. The calls run on gRPC's
-// callback API over raw byte buffers (common/rpc/chunk_codec.h): a pushed
-// chunk is encoded once, straight from the gradient, into gRPC's buffer, and
-// starts on its way while the caller goes on (PushTensor); a pulled chunk is
+// callback API over raw byte buffers (common/rpc/chunk_codec.h): a float32
+// chunk is pushed without a copy, gRPC writing the caller's gradient to the
+// socket (a compressed one is encoded once into gRPC's buffer), and starts on
+// its way while the caller goes on (PushTensor); a pulled chunk is
 // decoded straight from gRPC's receive buffers into the parameters, on gRPC's
 // threads, while the caller may compute (StartPull). No thread of its own.
 // Used by one thread at a time.
@@ -89,6 +91,7 @@ class GrpcParameterClient : public ParameterClient {
   const std::string job_id_;
   const int rank_;
   const PsClientOptions options_;
+  internal::PayloadPins* const pins_;  // float32 pushes: gradient memory lent to gRPC
   std::vector<std::string> tensor_names_;
   std::vector<uint64_t> tensor_sizes_;
   std::vector<Server> servers_;
