@@ -807,12 +807,17 @@ PullCursor::PullCursor(std::shared_ptr<internal::Job> job, std::vector<Source> s
 
 PullCursor::~PullCursor() = default;
 
+size_t PullCursor::NextSize(size_t max_elements) const {
+  if (next_source_ == sources_.size()) return 0;
+  return std::min<uint64_t>(std::max<size_t>(max_elements, 1),
+                            sources_[next_source_].range.size() - next_offset_);
+}
+
 absl::StatusOr<bool> PullCursor::Next(size_t max_elements,
                                       absl::FunctionRef<float*(size_t n)> alloc, Piece* piece) {
   if (next_source_ == sources_.size()) return false;
   const Source& src = sources_[next_source_];
-  const size_t n = std::min<uint64_t>(std::max<size_t>(max_elements, 1),
-                                      src.range.size() - next_offset_);
+  const size_t n = NextSize(max_elements);
   float* dst = alloc(n);
   Slice* s = src.slice;
   {

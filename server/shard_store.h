@@ -81,6 +81,8 @@ class PullCursor {
   // Index of the requested range the next Next() reads from (== the number
   // of ranges when done).
   size_t next_range() const { return next_source_; }
+  // Elements the next Next(max_elements) reads; 0 when done.
+  size_t NextSize(size_t max_elements) const;
 
  private:
   friend class ShardStore;

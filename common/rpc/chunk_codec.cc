@@ -59,6 +59,33 @@ grpc::ByteBuffer EncodeChunkAround(const google::protobuf::MessageLite& header, 
   return grpc::ByteBuffer(slices, 2);
 }
 
+grpc::ByteBuffer EncodeChunkHeaderLast(
+    int payload_field, size_t max_header_bytes, size_t nbytes,
+    absl::FunctionRef<const google::protobuf::MessageLite&(char* dst)> fill) {
+  // Room for the longest header and the payload's key and length, then the
+  // payload; the header is written right before the payload and the slice
+  // handed on starts where it starts.
+  const uint32_t tag =
+      WireFormatLite::MakeTag(payload_field, WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
+  const size_t room = max_header_bytes + CodedOutputStream::VarintSize32(tag) +
+                      CodedOutputStream::VarintSize64(nbytes);
+  grpc::Slice slice(room + nbytes);
+  uint8_t* payload = const_cast<uint8_t*>(slice.begin()) + room;
+  const google::protobuf::MessageLite& header = fill(reinterpret_cast<char*>(payload));
+  const size_t prefix = header.ByteSizeLong() + CodedOutputStream::VarintSize32(tag) +
+                        CodedOutputStream::VarintSize64(nbytes);
+  if (prefix > room) {  // a caller's bound too small: correct, with one more copy
+    return EncodeChunk(header, payload_field, nbytes,
+                       [&](char* dst) { std::memcpy(dst, payload, nbytes); });
+  }
+  uint8_t* p = payload - prefix;
+  p = header.SerializeWithCachedSizesToArray(p);
+  p = CodedOutputStream::WriteVarint32ToArray(tag, p);
+  CodedOutputStream::WriteVarint64ToArray(nbytes, p);
+  grpc::Slice used = slice.sub(room - prefix, room + nbytes);
+  return grpc::ByteBuffer(&used, 1);
+}
+
 absl::Status ChunkPayload::ReadTo(char* dst) {
   if (read_) return absl::FailedPreconditionError("chunk payload read twice");
   read_ = true;

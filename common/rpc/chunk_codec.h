@@ -34,6 +34,14 @@ grpc::ByteBuffer EncodeChunk(const google::protobuf::MessageLite& header, int pa
 grpc::ByteBuffer EncodeChunkAround(const google::protobuf::MessageLite& header, int payload_field,
                                    grpc::Slice payload);
 
+// As EncodeChunk, for a header only known once the payload is written (a
+// pulled piece's version is read while it is copied): `fill` writes the
+// payload and returns the header, whose encoding must not exceed
+// `max_header_bytes`. Still one allocation, and the header goes first.
+grpc::ByteBuffer EncodeChunkHeaderLast(
+    int payload_field, size_t max_header_bytes, size_t nbytes,
+    absl::FunctionRef<const google::protobuf::MessageLite&(char* dst)> fill);
+
 // The payload of a chunk being decoded: `size()` bytes that ReadTo copies out.
 class ChunkPayload {
  public:

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -26,7 +27,7 @@ grpc::Status Invalid(const std::string& message) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message);
 }
 
-absl::Time ContextDeadline(const grpc::ServerContext& ctx) {
+absl::Time ContextDeadline(const grpc::ServerContextBase& ctx) {
   const auto deadline = ctx.deadline();
   if (deadline == std::chrono::system_clock::time_point::max()) return absl::InfiniteFuture();
   return absl::FromChrono(deadline);
@@ -211,77 +212,201 @@ grpc::ServerReadReactor<grpc::ByteBuffer>* ParameterServiceImpl::Push(
   return new PushReactor(store_, ctx, response);
 }
 
-grpc::Status ParameterServiceImpl::Pull(grpc::ServerContext* ctx, const PullRequest* req,
-                                        grpc::ServerWriter<PullChunk>* writer) {
-  if (req->job_id().empty()) return Invalid("pull: job_id is empty");
-  if (req->slices().empty()) {
-    return Invalid(absl::StrCat("pull from job '", req->job_id(), "': no slices asked for"));
-  }
-  const std::vector<TensorSlice> slices(req->slices().begin(), req->slices().end());
-  if (req->encodings_size() > req->slices_size()) {
-    return Invalid(absl::StrCat("pull from job '", req->job_id(), "': ", req->encodings_size(),
-                                " encodings for ", req->slices_size(), " slices"));
-  }
-  std::vector<Compression> encodings(slices.size(), COMPRESSION_NONE);
-  for (int i = 0; i < req->encodings_size(); ++i) {
-    const Compression e = req->encodings(i);
-    if (e != COMPRESSION_NONE && e != COMPRESSION_FP16 && e != COMPRESSION_BF16) {
-      return Invalid(absl::StrCat("pull from job '", req->job_id(), "': slice ", i,
-                                  " asks for encoding ", CompressionName(e),
-                                  "; pulls take none, fp16 or bf16"));
-    }
-    encodings[i] = e;
-  }
-  const absl::Time deadline =
-      std::min(ContextDeadline(*ctx), absl::Now() + options_.max_pull_wait);
-  absl::StatusOr<std::unique_ptr<PullCursor>> cursor;
-  while (true) {
-    const absl::Time step = std::min(deadline, absl::Now() + kCancelPollInterval);
-    cursor = store_->OpenPull(req->job_id(), req->worker(), req->clock(), slices, step);
-    if (cursor.status().code() != absl::StatusCode::kDeadlineExceeded || step >= deadline) break;
-    if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "pull cancelled");
-  }
-  if (!cursor.ok()) return ToGrpcStatus(cursor.status());
+namespace {
 
-  // Each piece is copied from the slice straight into the chunk's bytes, whose
-  // capacity the next piece reuses; a 16-bit piece goes through `wide`.
-  constexpr size_t kMaxElements = kMaxChunkBytes / sizeof(float);
-  PullChunk chunk;
-  chunk.set_view_clock((*cursor)->view_clock());
-  std::string* bytes = chunk.mutable_values();
-  std::vector<float> wide;
-  PullCursor::Piece piece;
-  while (true) {
-    absl::StatusOr<bool> more = (*cursor)->Next(
-        kMaxElements,
-        [&](size_t n) {
-          if (encodings[(*cursor)->next_range()] != COMPRESSION_NONE) {
-            wide.resize(n);
-            return wide.data();
-          }
-          bytes->resize(n * sizeof(float));
-          return reinterpret_cast<float*>(bytes->data());
-        },
-        &piece);
-    if (!more.ok()) return ToGrpcStatus(more.status());
-    if (!*more) break;
-    const Compression encoding = encodings[piece.range];
-    chunk.set_encoding(encoding);
-    if (encoding != COMPRESSION_NONE) {
-      const auto codec = static_cast<kernels::Codec>(encoding);
-      bytes->resize(kernels::PayloadBytes(codec, piece.size, 0));
-      const float scale = kernels::PayloadScale(codec, wide.data(), piece.size);
-      chunk.set_scale(scale);
-      kernels::EncodePayload(codec, wide.data(), piece.size, 0, scale, bytes->data(), nullptr);
+// One pull: parses and checks the request, opens the store's cursor, then
+// writes one chunk at a time, each piece copied from the slice straight into
+// the gRPC buffer that goes out (EncodeChunkHeaderLast). The callback
+// threads must not block, so a pull that has to wait for other workers waits
+// on a thread of its own (ParameterServiceImpl::RunWaiter) and writes from
+// there; reactions then run one at a time.
+class PullReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  PullReactor(ParameterServiceImpl* service, ShardStore* store, absl::Duration max_wait,
+              grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request)
+      : store_(store), ctx_(ctx) {
+    grpc::Status st = Parse(request);
+    if (!st.ok()) {
+      Finish(st);
+      return;
     }
-    chunk.set_tensor(*piece.tensor);
-    chunk.set_offset(piece.offset);
-    chunk.set_version(piece.version);
-    if (!writer->Write(chunk)) {
-      return grpc::Status(grpc::StatusCode::CANCELLED, "pull: the client went away");
+    deadline_ = std::min(ContextDeadline(*ctx), absl::Now() + max_wait);
+    // Most pulls can be served at once; only a waiting one needs a thread.
+    absl::StatusOr<std::unique_ptr<PullCursor>> cursor = Open(absl::InfinitePast());
+    if (cursor.status().code() == absl::StatusCode::kDeadlineExceeded &&
+        absl::Now() < deadline_) {
+      service->RunWaiter([this] { Start(Wait()); });
+      return;
+    }
+    Start(std::move(cursor));
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "pull: the client went away"));
+      return;
+    }
+    WriteNext();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  grpc::Status Parse(const grpc::ByteBuffer* request) {
+    grpc::ByteBuffer copy(*request);  // shares the slices
+    grpc::Slice flat;
+    if (!copy.TrySingleSlice(&flat).ok() && !copy.DumpToSingleSlice(&flat).ok()) {
+      return Invalid("pull: unreadable request");
+    }
+    if (!req_.ParseFromArray(flat.begin(), static_cast<int>(flat.size()))) {
+      return Invalid("pull: the request is not a PullRequest");
+    }
+    if (req_.job_id().empty()) return Invalid("pull: job_id is empty");
+    if (req_.slices().empty()) {
+      return Invalid(absl::StrCat("pull from job '", req_.job_id(), "': no slices asked for"));
+    }
+    if (req_.encodings_size() > req_.slices_size()) {
+      return Invalid(absl::StrCat("pull from job '", req_.job_id(), "': ",
+                                  req_.encodings_size(), " encodings for ", req_.slices_size(),
+                                  " slices"));
+    }
+    slices_.assign(req_.slices().begin(), req_.slices().end());
+    encodings_.assign(slices_.size(), COMPRESSION_NONE);
+    size_t longest_name = 0;
+    for (int i = 0; i < req_.slices_size(); ++i) {
+      longest_name = std::max(longest_name, req_.slices(i).tensor().size());
+      if (i >= req_.encodings_size()) continue;
+      const Compression e = req_.encodings(i);
+      if (e != COMPRESSION_NONE && e != COMPRESSION_FP16 && e != COMPRESSION_BF16) {
+        return Invalid(absl::StrCat("pull from job '", req_.job_id(), "': slice ", i,
+                                    " asks for encoding ", CompressionName(e),
+                                    "; pulls take none, fp16 or bf16"));
+      }
+      encodings_[i] = e;
+    }
+    // The longest header a chunk of this pull can have: every field set, the
+    // integers at their widest.
+    PullChunk widest;
+    widest.set_tensor(std::string(longest_name, 'x'));
+    widest.set_offset(std::numeric_limits<uint64_t>::max());
+    widest.set_version(-1);
+    widest.set_view_clock(-1);
+    widest.set_encoding(COMPRESSION_ONEBIT);
+    widest.set_scale(1.0f);
+    max_header_ = widest.ByteSizeLong();
+    return grpc::Status::OK;
+  }
+
+  absl::StatusOr<std::unique_ptr<PullCursor>> Open(absl::Time deadline) {
+    return store_->OpenPull(req_.job_id(), req_.worker(), req_.clock(), slices_, deadline);
+  }
+
+  // On the waiter's thread: waits as the job's mode says, waking every
+  // kCancelPollInterval to notice a client that went away.
+  absl::StatusOr<std::unique_ptr<PullCursor>> Wait() {
+    while (true) {
+      const absl::Time step = std::min(deadline_, absl::Now() + kCancelPollInterval);
+      absl::StatusOr<std::unique_ptr<PullCursor>> cursor = Open(step);
+      if (cursor.status().code() != absl::StatusCode::kDeadlineExceeded || step >= deadline_) {
+        return cursor;
+      }
+      if (ctx_->IsCancelled()) return absl::CancelledError("pull cancelled");
     }
   }
-  return grpc::Status::OK;
+
+  void Start(absl::StatusOr<std::unique_ptr<PullCursor>> cursor) {
+    if (!cursor.ok()) {
+      Finish(ToGrpcStatus(cursor.status()));
+      return;
+    }
+    cursor_ = *std::move(cursor);
+    WriteNext();
+  }
+
+  // Encodes the next piece and writes it; the last one with the status.
+  void WriteNext() {
+    constexpr size_t kMaxElements = kMaxChunkBytes / sizeof(float);
+    const size_t n = cursor_->NextSize(kMaxElements);
+    const Compression encoding = encodings_[cursor_->next_range()];
+    const auto codec = static_cast<kernels::Codec>(encoding);
+    const size_t bytes =
+        encoding == COMPRESSION_NONE ? n * sizeof(float) : kernels::PayloadBytes(codec, n, 0);
+    absl::Status status;
+    PullCursor::Piece piece;
+    chunk_ = EncodeChunkHeaderLast(
+        PullChunk::kValuesFieldNumber, max_header_, bytes,
+        [&](char* dst) -> const google::protobuf::MessageLite& {
+          absl::StatusOr<bool> more = cursor_->Next(
+              kMaxElements,
+              [&](size_t) {
+                if (encoding == COMPRESSION_NONE) return reinterpret_cast<float*>(dst);
+                wide_.resize(n);
+                return wide_.data();
+              },
+              &piece);
+          header_.Clear();
+          if (!more.ok()) {
+            status = more.status();
+            return header_;
+          }
+          if (encoding != COMPRESSION_NONE) {
+            const float scale = kernels::PayloadScale(codec, wide_.data(), n);
+            header_.set_scale(scale);
+            kernels::EncodePayload(codec, wide_.data(), n, 0, scale, dst, nullptr);
+          }
+          header_.set_encoding(encoding);
+          header_.set_tensor(*piece.tensor);
+          header_.set_offset(piece.offset);
+          header_.set_version(piece.version);
+          header_.set_view_clock(cursor_->view_clock());
+          return header_;
+        });
+    if (!status.ok()) {
+      Finish(ToGrpcStatus(status));
+      return;
+    }
+    if (cursor_->NextSize(kMaxElements) == 0) {
+      StartWriteAndFinish(&chunk_, grpc::WriteOptions(), grpc::Status::OK);
+    } else {
+      StartWrite(&chunk_);
+    }
+  }
+
+  ShardStore* const store_;
+  grpc::CallbackServerContext* const ctx_;
+  PullRequest req_;
+  std::vector<TensorSlice> slices_;
+  std::vector<Compression> encodings_;
+  size_t max_header_ = 0;
+  absl::Time deadline_;
+  std::unique_ptr<PullCursor> cursor_;
+  PullChunk header_;
+  std::vector<float> wide_;  // a 16-bit piece, before encoding
+  grpc::ByteBuffer chunk_;   // the write in flight
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* ParameterServiceImpl::Pull(
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request) {
+  return new PullReactor(this, store_, options_.max_pull_wait, ctx, request);
+}
+
+ParameterServiceImpl::~ParameterServiceImpl() {
+  absl::MutexLock lock(&waiters_mu_);
+  waiters_mu_.Await(absl::Condition(
+      +[](int* n) { return *n == 0; }, &waiters_));
+}
+
+void ParameterServiceImpl::RunWaiter(absl::AnyInvocable<void() &&> wait) {
+  {
+    absl::MutexLock lock(&waiters_mu_);
+    ++waiters_;
+  }
+  std::thread([this, wait = std::move(wait)]() mutable {
+    std::move(wait)();
+    absl::MutexLock lock(&waiters_mu_);
+    --waiters_;
+  }).detach();
 }
 
 grpc::Status ParameterServiceImpl::Stats(grpc::ServerContext*, const ServerStatsRequest* req,

@@ -1,6 +1,9 @@
 #ifndef TESSERA_SERVER_RPC_PARAMETER_SERVICE_H_
 #define TESSERA_SERVER_RPC_PARAMETER_SERVICE_H_
 
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/parameter_service.grpc.pb.h"
@@ -9,9 +12,10 @@
 namespace tessera::server {
 
 // The gRPC face of a ShardStore. Thin: validates each request, calls the
-// store, maps the status with ToGrpcStatus. Push uses the callback API on raw
-// byte buffers (each chunk's payload is decoded straight into the slice's
-// staging buffer, see common/rpc/chunk_codec.h); the rest is synchronous.
+// store, maps the status with ToGrpcStatus. Push and Pull use the callback
+// API on raw byte buffers (common/rpc/chunk_codec.h): a pushed payload is
+// decoded straight into the slice's staging buffer, a pulled piece copied
+// from the slice straight into the outgoing buffer; the rest is synchronous.
 //   Push: the first chunk fixes job/worker/clock (a later chunk that differs is
 //         INVALID_ARGUMENT); each chunk is staged; the push is committed when
 //         the client half-closes, and discarded if the stream breaks.
@@ -20,7 +24,8 @@ namespace tessera::server {
 //         kMaxChunkBytes of payload.
 // Thread-safe; `store` must outlive the service.
 class ParameterServiceImpl final
-    : public ParameterService::WithRawCallbackMethod_Push<ParameterService::Service> {
+    : public ParameterService::WithRawCallbackMethod_Pull<
+          ParameterService::WithRawCallbackMethod_Push<ParameterService::Service>> {
  public:
   struct Options {
     // Longest a pull waits for fresh data, whatever the client's deadline.
@@ -28,6 +33,8 @@ class ParameterServiceImpl final
   };
 
   ParameterServiceImpl(ShardStore* store, Options options);
+  // Waits for the threads of waiting pulls (ShardStore::Shutdown wakes them).
+  ~ParameterServiceImpl() override;
 
   grpc::Status CreateJob(grpc::ServerContext* ctx, const CreateJobRequest* req,
                          CreateJobResponse* resp) override;
@@ -37,14 +44,20 @@ class ParameterServiceImpl final
                               SetLiveWorkersResponse* resp) override;
   grpc::ServerReadReactor<grpc::ByteBuffer>* Push(grpc::CallbackServerContext* ctx,
                                                   grpc::ByteBuffer* response) override;
-  grpc::Status Pull(grpc::ServerContext* ctx, const PullRequest* req,
-                    grpc::ServerWriter<PullChunk>* writer) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Pull(grpc::CallbackServerContext* ctx,
+                                                  const grpc::ByteBuffer* request) override;
   grpc::Status Stats(grpc::ServerContext* ctx, const ServerStatsRequest* req,
                      ServerStatsResponse* resp) override;
+
+  // Runs `wait` (a pull that must wait for other workers) on a thread of its
+  // own, counted so the service outlives it. Used by Pull.
+  void RunWaiter(absl::AnyInvocable<void() &&> wait);
 
  private:
   ShardStore* const store_;
   const Options options_;
+  absl::Mutex waiters_mu_;
+  int waiters_ ABSL_GUARDED_BY(waiters_mu_) = 0;
 };
 
 }  // namespace tessera::server
