@@ -130,7 +130,7 @@ using internal::StagingBuffer;
 constexpr size_t kMaxFreeBuffers = 8;
 // Optimizer steps a slice may have queued before a Commit waits for them:
 // bounds the staged gradients a fast pusher can pile up.
-constexpr int64_t kMaxQueuedSteps = 4;
+constexpr int64_t kMaxQueuedSteps = 2;
 
 std::string RankList(const std::vector<int>& ranks) {
   return absl::StrCat("[", absl::StrJoin(ranks, ", "), "]");
