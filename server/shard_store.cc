@@ -24,12 +24,15 @@ namespace internal {
 // pool while idle, by a PushSession while staging and by the slice's pending
 // map while a SYNC step waits for the other workers.
 struct StagingBuffer {
-  explicit StagingBuffer(size_t n) : values(n) {}
+  // Not zeroed: a commit needs every element written (covered_count), and
+  // zeroing a large slice's buffer costs a pass over memory for nothing.
+  explicit StagingBuffer(size_t n) : storage(new float[n]), values(storage.get(), n) {}
   void Reset() {
     covered.clear();
     covered_count = 0;
   }
-  std::vector<float> values;
+  std::unique_ptr<float[]> storage;
+  absl::Span<float> values;
   // Elements written so far, as merged intervals of slice-local offsets.
   std::map<uint64_t, uint64_t> covered;
   uint64_t covered_count = 0;
