@@ -4,6 +4,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/initializer.h"
@@ -452,37 +453,40 @@ TEST_F(ShardStoreTest, DropJobAndShutdownWakeWaiters) {
   EXPECT_EQ(store_.BeginPush("j", 0, 0).status().code(), absl::StatusCode::kCancelled);
 }
 
-// Steps run on the executor, not in Commit; a pull opened after a Commit
-// returns must still see it, for every mode, with pushes from several threads.
+// A large slice's steps run on the executor, not in Commit (a small one's
+// run inline when nothing is queued); a pull opened after a Commit returns
+// must still see it, for every mode, with pushes from several threads.
 TEST_F(ShardStoreTest, EveryPullSeesThePushesCommittedBeforeIt) {
-  for (ConsistencyMode mode : {ASYNC, SSP}) {
-    SCOPED_TRACE(ConsistencyMode_Name(mode));
+  for (ConsistencyMode mode : {ASYNC, SSP})
+  for (const uint64_t size : {kSize, uint64_t{100000}}) {
+    SCOPED_TRACE(absl::StrCat(ConsistencyMode_Name(mode), " ", size));
     ShardStore store;  // its own, with the default executor
     JobSpec spec = Spec(mode, /*staleness=*/1000);
     spec.mutable_optimizer()->set_learning_rate(1.0f);
-    TensorSpec zero = Tensor("w", kSize);
+    TensorSpec zero = Tensor("w", size);
     zero.set_init(TensorSpec::ZEROS);
-    ASSERT_TRUE(store.CreateJob("j", spec, {zero}, {SliceOf("w", 0, kSize)}, {0, 1}).ok());
+    ASSERT_TRUE(store.CreateJob("j", spec, {zero}, {SliceOf("w", 0, size)}, {0, 1}).ok());
     constexpr int kPushes = 300;
     std::vector<std::thread> threads;
     for (int w = 0; w < 2; ++w) {
       threads.emplace_back([&, w] {
-        const std::vector<float> ones(kSize, 1.0f);
+        const std::vector<float> ones(size, 1.0f);
         for (int c = 0; c < kPushes; ++c) {
           auto session = store.BeginPush("j", w, c);
           ASSERT_TRUE(session.ok());
           ASSERT_TRUE((*session)
                           ->AddChunk("w", 0, reinterpret_cast<const char*>(ones.data()),
-                                     kSize * sizeof(float))
+                                     size * sizeof(float))
                           .ok());
           ASSERT_TRUE((*session)->Commit().ok());
           // This worker's c + 1 pushes are in; each took 1 off every weight.
           std::vector<PulledSlice> out;
           ASSERT_TRUE(store
-                          .Pull("j", w, c + 1, {SliceOf("w", 0, kSize)},
+                          .Pull("j", w, c + 1, {SliceOf("w", 0, size)},
                                 absl::Now() + absl::Seconds(30), &out)
                           .ok());
           ASSERT_LE(out[0].values[0], -static_cast<float>(c + 1));
+          ASSERT_LE(out[0].values[size - 1], -static_cast<float>(c + 1));
           ASSERT_GE(out[0].version, c + 1);
         }
       });
