@@ -96,6 +96,33 @@ TEST(ChunkCodecTest, EncodeAroundSendsTheCallersBytesWithoutACopy) {
   EXPECT_EQ(released, 1);  // gRPC's last reference gone: the caller may reuse the bytes
 }
 
+TEST(ChunkCodecTest, HeaderLastPutsTheHeaderFirstAndFallsBackWhenItDoesNotFit) {
+  const std::vector<float> v = Values(300);
+  const size_t bytes = v.size() * sizeof(float);
+  PullChunk header;
+  for (const size_t max_header : {size_t{64}, size_t{2}}) {  // enough; too little
+    grpc::ByteBuffer encoded = EncodeChunkHeaderLast(
+        PullChunk::kValuesFieldNumber, max_header, bytes,
+        [&](char* dst) -> const google::protobuf::MessageLite& {
+          std::memcpy(dst, v.data(), bytes);
+          header.set_tensor("dense1/w");  // known only now, as a pull's version is
+          header.set_offset(1234);
+          return header;
+        });
+    PullChunk full = header;
+    full.set_values(reinterpret_cast<const char*>(v.data()), bytes);
+    EXPECT_TRUE(Flatten(encoded) == full.SerializeAsString()) << "max_header " << max_header;
+    PullChunk decoded;
+    std::vector<float> out(v.size());
+    ASSERT_TRUE(DecodeChunk(&encoded, &decoded, PullChunk::kValuesFieldNumber,
+                            [&](ChunkPayload& p) { return p.ReadTo(reinterpret_cast<char*>(out.data())); })
+                    .ok());
+    EXPECT_EQ(decoded.tensor(), "dense1/w");
+    EXPECT_EQ(decoded.offset(), 1234u);
+    EXPECT_EQ(out, v);
+  }
+}
+
 TEST(ChunkCodecTest, DecodesAPayloadThatHeaderFieldsFollow) {
   // Generated code writes fields in number order: PullChunk's values (3) come
   // before version (4) and view_clock (5).
