@@ -2,6 +2,8 @@
 
 #include <malloc.h>
 
+#include "absl/synchronization/mutex.h"
+
 namespace tessera {
 
 void KeepLargeAllocations() {
@@ -11,6 +13,10 @@ void KeepLargeAllocations() {
   // whenever it empties, whatever the trim threshold: gRPC's receive buffers
   // then page-fault in on every large message.
   mallopt(M_ARENA_MAX, 1);
+}
+
+void DisableMutexDeadlockDetection() {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 }
 
 }  // namespace tessera

@@ -188,6 +188,7 @@ int main(int argc, char** argv) {
   // Before any thread exists, so every thread inherits the mask.
   tessera::BlockTerminationSignals();
   tessera::KeepLargeAllocations();
+  tessera::DisableMutexDeadlockDetection();
   absl::SetProgramUsageMessage(
       "tessera-server --scheduler=HOST:PORT [--host=127.0.0.1] [--port=0] [--port_file=FILE]");
   absl::ParseCommandLine(argc, argv);

@@ -627,6 +627,7 @@ int main(int argc, char** argv) {
   // The same allocator setting as tessera-server and tessera-worker: without it
   // every chunk buffer over 128 KiB is a fresh mmap and page-faults on each use.
   tessera::KeepLargeAllocations();
+  tessera::DisableMutexDeadlockDetection();
   absl::SetProgramUsageMessage(
       "Push/pull goodput, latency and CPU cost against raw TCP loopback.\n"
       "Usage: tessera-bench-pushpull [--servers=1] [--workers=1] [--sizes=4K,64K,1M,16M,64M,256M] "

@@ -35,6 +35,7 @@ ABSL_FLAG(int, pull_timeout_s, 300,
 int main(int argc, char** argv) {
   tessera::BlockTerminationSignals();
   tessera::KeepLargeAllocations();
+  tessera::DisableMutexDeadlockDetection();
   absl::SetProgramUsageMessage(
       "Tessera worker: trains on its data shard and pushes/pulls through the parameter "
       "servers.\nUsage: tessera-worker --scheduler=HOST:PORT [--name=NAME] "
