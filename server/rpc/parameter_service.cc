@@ -324,7 +324,7 @@ class PullReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 
   // Encodes the next piece and writes it; the last one with the status.
   void WriteNext() {
-    constexpr size_t kMaxElements = kMaxChunkBytes / sizeof(float);
+    constexpr size_t kMaxElements = kPullPieceBytes / sizeof(float);
     const size_t n = cursor_->NextSize(kMaxElements);
     const Compression encoding = encodings_[cursor_->next_range()];
     const auto codec = static_cast<kernels::Codec>(encoding);
