@@ -392,7 +392,10 @@ GrpcParameterClient::~GrpcParameterClient() {
   for (size_t i = 0; i < pull_calls_.size(); ++i) {
     pull_calls_[i]->Wait(servers_[i].address).IgnoreError();
   }
-  pins_->Drop();  // slices gRPC still holds keep the counter alive
+  // The caller may free its gradients once we return: give gRPC its grace to
+  // let go of them; slices it still holds after that keep the counter alive.
+  pins_->AwaitReleased(absl::Now() + kPinGrace);
+  pins_->Drop();
 }
 
 absl::Status GrpcParameterClient::BeginPush(int64_t clock) {
