@@ -4,10 +4,12 @@
 
 #include "worker/rpc/ps_client.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -228,6 +230,36 @@ TEST_F(PsClientTest, TopKSendsOnePercentAndFeedsBackTheRest) {
   uint64_t arrived = 0;
   for (uint64_t i = 0; i < kW; ++i) arrived += held[i] == w0[i] - gw[i];
   EXPECT_GT(arrived, 30 * kW / 100) << "leftovers did not arrive";
+}
+
+TEST_F(PsClientTest, TopKWarmupSendsTheScheduledShareAtEachClock) {
+  CompressionSpec c;
+  c.set_codec(COMPRESSION_TOPK);
+  c.set_topk_ratio(0.01);
+  c.set_topk_warmup_steps(2);
+  c.set_topk_warmup_start_ratio(0.16);  // clock 0: 16%, clock 1: 4%, then 1%
+  c.set_min_elements(100);              // "b" stays fp32
+  StartJob(c);
+  // Kept elements per chunk: ceil(ratio * n), 8 bytes each; "w" is split by
+  // server into chunks of at most 256Ki elements.
+  auto expected_bytes = [&](double ratio) {
+    uint64_t bytes = kB * 4;
+    for (const auto& [begin, end] : {std::pair<uint64_t, uint64_t>{0, kW / 2}, {kW / 2, kW}}) {
+      for (uint64_t off = begin; off < end; off += kMaxChunkBytes / 4) {
+        const uint64_t n = std::min<uint64_t>(kMaxChunkBytes / 4, end - off);
+        bytes += 8 * static_cast<uint64_t>(std::ceil(ratio * static_cast<double>(n)));
+      }
+    }
+    return bytes;
+  };
+  const double ratios[] = {0.16, 0.04, 0.01, 0.01};
+  uint64_t before = 0;
+  for (int clock = 0; clock < 4; ++clock) {
+    ASSERT_TRUE(Push(clock, Gradient(kW, 20 + clock), Gradient(kB, 30 + clock)).ok());
+    const uint64_t wire = client_->transfer_bytes().push_wire;
+    EXPECT_EQ(wire - before, expected_bytes(ratios[clock])) << "clock " << clock;
+    before = wire;
+  }
 }
 
 TEST_F(PsClientTest, OneBitSendsSignsScaledByTheMeanMagnitude) {

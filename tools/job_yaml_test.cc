@@ -109,6 +109,43 @@ compression:
                 "compression: {tensors: [a, b]}\n", "compression.tensors");
 }
 
+TEST(JobYamlTest, ParsesTopKWarmup) {
+  absl::StatusOr<JobSpec> spec = ParseJobYaml(R"(
+model: {type: mlp, hidden_layers: [8]}
+optimizer: {type: adam, learning_rate: 0.001}
+compression: {codec: topk, topk_ratio: 0.01, topk_warmup_steps: 469, topk_warmup_start_ratio: 0.5}
+)");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->compression().topk_warmup_steps(), 469);
+  EXPECT_DOUBLE_EQ(spec->compression().topk_warmup_start_ratio(), 0.5);
+  absl::StatusOr<JobSpec> again = ParseJobYaml(JobSpecToYaml(*spec));
+  ASSERT_TRUE(again.ok()) << again.status() << "\n" << JobSpecToYaml(*spec);
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*again, *spec))
+      << JobSpecToYaml(*spec);
+
+  spec = ParseJobYaml(  // the start ratio defaults to 25%
+      "model: {type: mlp, hidden_layers: [8]}\noptimizer: {type: adam, learning_rate: 0.001}\n"
+      "compression: {codec: topk, topk_warmup_steps: 100}\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_DOUBLE_EQ(spec->compression().topk_warmup_start_ratio(), 0.25);
+
+  const std::string head =
+      "model: {type: mlp, hidden_layers: [8]}\noptimizer: {type: adam, learning_rate: 0.001}\n";
+  ExpectInvalid(head + "compression: {codec: topk, topk_warmup_steps: -5}\n",
+                "compression.topk_warmup_steps: must be in 0..");
+  ExpectInvalid(head + "compression: {codec: topk, topk_warmup_steps: 2.5}\n",
+                "compression.topk_warmup_steps: expected an integer");
+  ExpectInvalid(head + "compression: {codec: topk, topk_warmup_steps: 10, "
+                       "topk_warmup_start_ratio: 1.5}\n",
+                "compression.topk_warmup_start_ratio: must be in (0, 1]");
+  ExpectInvalid(head + "compression: {codec: topk, topk_warmup_steps: 10, "
+                       "topk_warmup_start_ratio: 0}\n",
+                "compression.topk_warmup_start_ratio: must be in (0, 1]");
+  ExpectInvalid(head + "compression: {codec: topk, topk_ratio: 0.5, topk_warmup_steps: 10, "
+                       "topk_warmup_start_ratio: 0.2}\n",
+                "compression.topk_warmup_start_ratio must be >= topk_ratio");
+}
+
 TEST(JobYamlTest, ClearErrorsForBadSpecs) {
   ExpectInvalid("", "empty");
   ExpectInvalid("model: [unclosed", "not valid YAML");

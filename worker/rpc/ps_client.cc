@@ -16,6 +16,7 @@
 #include "common/status_macros.h"
 #include "kernels/compress.h"
 #include "proto/parameter_service.pb.h"
+#include "spdlog/spdlog.h"
 
 namespace tessera::worker {
 namespace internal {
@@ -305,7 +306,10 @@ absl::StatusOr<std::unique_ptr<GrpcParameterClient>> GrpcParameterClient::Create
 
 GrpcParameterClient::GrpcParameterClient(std::string job_id, int rank, const TensorPlan& plan,
                                          const PsClientOptions& options)
-    : job_id_(std::move(job_id)), rank_(rank), options_(options) {
+    : job_id_(std::move(job_id)),
+      rank_(rank),
+      options_(options),
+      compression_(plan.compression()) {
   for (const TensorSpec& t : plan.tensors()) {
     tensor_names_.push_back(t.name());
     tensor_sizes_.push_back(t.size());
@@ -315,7 +319,6 @@ GrpcParameterClient::GrpcParameterClient(std::string job_id, int rank, const Ten
     codecs_.push_back(TensorCompression(plan.compression(), t));
   }
   residuals_.resize(tensor_names_.size());
-  topk_ratio_ = plan.compression().topk_ratio() > 0 ? plan.compression().topk_ratio() : 0.01;
   for (const ServerSlices& s : plan.servers()) {
     if (s.slices_size() == 0) continue;
     Server server;
@@ -335,6 +338,11 @@ GrpcParameterClient::GrpcParameterClient(std::string job_id, int rank, const Ten
 }
 
 GrpcParameterClient::~GrpcParameterClient() {
+  if (push_wire_bytes_ != push_raw_bytes_) {
+    spdlog::info("job {} rank {}: pushed {} payload bytes for {} float32 bytes ({:.2f}%)", job_id_,
+                 rank_, push_wire_bytes_, push_raw_bytes_,
+                 100.0 * static_cast<double>(push_wire_bytes_) / push_raw_bytes_);
+  }
   // Calls still open (the caller gave up on an error) end cancelled.
   for (auto& call : push_calls_) call->Close(/*cancel=*/true);
   for (auto& call : push_calls_) call->Wait();
@@ -385,6 +393,7 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
   // TOPK and ONEBIT send an approximation: what they leave out of this push
   // is carried into the next one (error feedback).
   const bool feedback = codec == COMPRESSION_TOPK || codec == COMPRESSION_ONEBIT;
+  const double topk_ratio = TopKRatioAt(compression_, push_clock_);  // warm-up, then topk_ratio
   std::vector<float>& residual = residuals_[tensor];
   if (feedback && residual.empty()) residual.assign(grad.size(), 0.0f);
   for (const auto& [server, piece] : holders_[tensor]) {
@@ -399,7 +408,7 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
         values = accumulated_.data();
       }
       const auto kcodec = static_cast<kernels::Codec>(codec);
-      const int64_t k = codec == COMPRESSION_TOPK ? kernels::TopKCount(n, topk_ratio_) : 0;
+      const int64_t k = codec == COMPRESSION_TOPK ? kernels::TopKCount(n, topk_ratio) : 0;
       const size_t bytes = kernels::PayloadBytes(kcodec, n, k);
       // The scale goes in the header, which precedes the payload.
       const float scale = kernels::PayloadScale(kcodec, values, n);

@@ -58,7 +58,8 @@ class GrpcParameterClient : public ParameterClient {
   absl::Status FinishPull(int64_t* view_clock) override;
 
   // Payload bytes sent or asked for so far, and what they would have been in
-  // float32: the effect of the job's compression.
+  // float32: the effect of the job's compression. The destructor logs the
+  // push share (info) when compression changed it.
   struct TransferBytes {
     uint64_t push_wire = 0, push_raw = 0, pull_wire = 0, pull_raw = 0;
   };
@@ -94,8 +95,8 @@ class GrpcParameterClient : public ParameterClient {
   std::vector<Server> servers_;
   // For each tensor, (server index, piece) pairs holding it.
   std::vector<std::vector<std::pair<size_t, Piece>>> holders_;
-  std::vector<Compression> codecs_;  // per tensor (TensorCompression)
-  double topk_ratio_ = 0.01;
+  const CompressionSpec compression_;  // the plan's
+  std::vector<Compression> codecs_;    // per tensor (TensorCompression)
 
   // Compression: per-tensor error-feedback residuals (TOPK/ONEBIT; sized on
   // first use) and per-chunk scratch.
