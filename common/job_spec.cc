@@ -142,6 +142,7 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
     return bad("compression.topk_warmup_start_ratio must be >= topk_ratio (", c.topk_ratio(),
                ") during a warm-up, got ", c.topk_warmup_start_ratio());
   }
+  if (absl::Status st = CheckPreconditioning(c, opt); !st.ok()) return st;
   for (const auto& [name, codec] : c.tensors()) {
     if (name.empty()) return bad("compression.tensors: empty tensor name");
     if (!Compression_IsValid(codec)) {
@@ -176,6 +177,29 @@ Compression TensorCompression(const CompressionSpec& spec, const TensorSpec& ten
   if (it != spec.tensors().end()) return it->second;
   if (static_cast<int64_t>(tensor.size()) < spec.min_elements()) return COMPRESSION_NONE;
   return spec.codec();
+}
+
+bool PreconditionedOnWorker(const CompressionSpec& spec, const TensorSpec& tensor) {
+  if (!spec.precondition_on_worker()) return false;
+  const Compression codec = TensorCompression(spec, tensor);
+  return codec == COMPRESSION_TOPK || codec == COMPRESSION_ONEBIT;
+}
+
+absl::Status CheckPreconditioning(const CompressionSpec& compression,
+                                  const OptimizerSpec& optimizer) {
+  if (!compression.precondition_on_worker()) return absl::OkStatus();
+  if (optimizer.kind() != OptimizerSpec::ADAM) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "compression.precondition_on_worker needs optimizer.type adam, got ",
+        OptimizerName(optimizer.kind())));
+  }
+  if (optimizer.weight_decay() != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "compression.precondition_on_worker needs optimizer.weight_decay 0 (the workers "
+        "precondition gradients without seeing the weights), got ",
+        optimizer.weight_decay()));
+  }
+  return absl::OkStatus();
 }
 
 double TopKRatioAt(const CompressionSpec& spec, int64_t step) {

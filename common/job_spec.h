@@ -38,6 +38,17 @@ absl::StatusOr<Compression> ParseCompression(const std::string& name);
 // NONE below min_elements, else the job's codec.
 Compression TensorCompression(const CompressionSpec& spec, const TensorSpec& tensor);
 
+// Whether the workers precondition `tensor` with Adam's second moment
+// (CompressionSpec.precondition_on_worker, and the tensor travels TOPK or
+// ONEBIT). The servers then apply w -= learning_rate * g to it.
+bool PreconditionedOnWorker(const CompressionSpec& spec, const TensorSpec& tensor);
+
+// OK unless compression.precondition_on_worker is set for an optimizer it
+// cannot split: anything but adam, or a weight_decay (the workers do not see
+// the weights). INVALID_ARGUMENT naming the field otherwise.
+absl::Status CheckPreconditioning(const CompressionSpec& compression,
+                                  const OptimizerSpec& optimizer);
+
 // The share of a chunk's elements TOPK keeps at push clock `step` (0-based):
 // during the warm-up (step < topk_warmup_steps) it decays exponentially from
 // topk_warmup_start_ratio to topk_ratio,

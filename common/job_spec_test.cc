@@ -44,6 +44,16 @@ TEST(JobSpecTest, ErrorsNameTheField) {
        "compression.topk_warmup_start_ratio"},
       {[](JobSpec* s) { s->mutable_compression()->set_topk_warmup_start_ratio(-0.1); },
        "compression.topk_warmup_start_ratio"},
+      {[](JobSpec* s) {
+         s->mutable_compression()->set_precondition_on_worker(true);
+         s->mutable_optimizer()->set_kind(OptimizerSpec::SGD);
+       },
+       "compression.precondition_on_worker needs optimizer.type adam"},
+      {[](JobSpec* s) {
+         s->mutable_compression()->set_precondition_on_worker(true);
+         s->mutable_optimizer()->set_weight_decay(1e-4f);
+       },
+       "compression.precondition_on_worker needs optimizer.weight_decay 0"},
       {[](JobSpec* s) {  // a warm-up that would start below the target
          s->mutable_compression()->set_topk_ratio(0.5);
          s->mutable_compression()->set_topk_warmup_steps(10);
@@ -101,6 +111,27 @@ TEST(JobSpecTest, TopKWarmupStartDefaultsToAQuarter) {
   spec = Minimal();  // no warm-up: no start ratio
   ApplyJobDefaults(&spec);
   EXPECT_EQ(spec.compression().topk_warmup_start_ratio(), 0);
+}
+
+TEST(JobSpecTest, PreconditionedOnWorkerOnlyForErrorFeedbackCodecs) {
+  CompressionSpec c;
+  c.set_codec(COMPRESSION_TOPK);
+  c.set_min_elements(100);
+  (*c.mutable_tensors())["e"] = COMPRESSION_FP16;
+  (*c.mutable_tensors())["o"] = COMPRESSION_ONEBIT;
+  TensorSpec t;
+  t.set_size(1000);
+  t.set_name("w");
+  EXPECT_FALSE(PreconditionedOnWorker(c, t));  // option off
+  c.set_precondition_on_worker(true);
+  EXPECT_TRUE(PreconditionedOnWorker(c, t));   // topk
+  t.set_name("o");
+  EXPECT_TRUE(PreconditionedOnWorker(c, t));   // onebit
+  t.set_name("e");
+  EXPECT_FALSE(PreconditionedOnWorker(c, t));  // fp16: no error feedback
+  t.set_name("b");
+  t.set_size(10);
+  EXPECT_FALSE(PreconditionedOnWorker(c, t));  // below min_elements: fp32
 }
 
 }  // namespace

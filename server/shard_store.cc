@@ -35,8 +35,8 @@ struct StagingBuffer {
 };
 
 struct Slice {
-  Slice(std::string tensor_name, Range r, size_t idx)
-      : tensor(std::move(tensor_name)), range(r), index(idx) {}
+  Slice(std::string tensor_name, Range r, size_t idx, const Optimizer* opt)
+      : tensor(std::move(tensor_name)), range(r), index(idx), optimizer(opt) {}
 
   std::string Name() const {
     return absl::StrCat("'", tensor, "' [", range.begin, ",", range.end, ")");
@@ -46,6 +46,7 @@ struct Slice {
   const std::string tensor;
   const Range range;
   const size_t index;  // position in Job::slices; multi-slice locks go in this order
+  const Optimizer* const optimizer;  // the one for this tensor; owned by the Job
 
   absl::Mutex mu;
   absl::CondVar changed;  // version, live set or closed changed
@@ -67,6 +68,9 @@ struct Job {
   std::string id;
   JobSpec spec;
   std::unique_ptr<Optimizer> optimizer;
+  // compression.precondition_on_worker: w -= lr * g, for the tensors whose
+  // pushes the workers have already divided by sqrt(v^) + eps. Else null.
+  std::unique_ptr<Optimizer> preconditioned;
   std::map<std::string, TensorSpec, std::less<>> tensors;  // every tensor of the job
   std::vector<std::unique_ptr<Slice>> slices;             // sorted by (tensor, begin)
   std::map<std::string, std::vector<Slice*>, std::less<>> by_tensor;
@@ -165,9 +169,8 @@ absl::Status CheckPushable(const Job& job, Slice* s, int worker, int64_t clock)
   return absl::OkStatus();
 }
 
-void ApplyStep(const Job& job, Slice* s, absl::Span<const float> grad)
-    ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
-  job.optimizer->Apply(absl::MakeSpan(s->weights), grad, s->opt_state.get());
+void ApplyStep(Slice* s, absl::Span<const float> grad) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+  s->optimizer->Apply(absl::MakeSpan(s->weights), grad, s->opt_state.get());
   ++s->version;
   s->changed.SignalAll();
 }
@@ -175,7 +178,7 @@ void ApplyStep(const Job& job, Slice* s, absl::Span<const float> grad)
 // SYNC: applies the step for the current version once every live worker has
 // pushed it. Gradients are summed in rank order so the result is
 // deterministic, then divided by the number of contributors.
-void MaybeAggregate(const Job& job, Slice* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+void MaybeAggregate(Slice* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
   if (s->live.empty() || s->pending.empty()) return;
   for (int w : s->live) {
     if (s->pending.count(w) == 0) return;
@@ -194,7 +197,7 @@ void MaybeAggregate(const Job& job, Slice* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->m
   }
   for (auto& [rank, buffer] : s->pending) ReturnBuffer(s, std::move(buffer));
   s->pending.clear();
-  ApplyStep(job, s, s->sum);
+  ApplyStep(s, s->sum);
 }
 
 // The clock through which every live worker's pushes are in `s`'s weights
@@ -444,9 +447,9 @@ absl::Status PushSession::CommitImpl() ABSL_NO_THREAD_SAFETY_ANALYSIS {
       last = std::max(last, clock_);
       if (sync) {
         s->pending[worker_] = std::move(buffer);
-        MaybeAggregate(*job_, s);
+        MaybeAggregate(s);
       } else {
-        ApplyStep(*job_, s, buffer->values);
+        ApplyStep(s, buffer->values);
         ReturnBuffer(s, std::move(buffer));
       }
     }
@@ -491,6 +494,16 @@ absl::Status ShardStore::CreateJob(const std::string& job_id, const JobSpec& spe
   }
   auto optimizer = Optimizer::Create(spec.optimizer());
   if (!optimizer.ok()) return Annotate(optimizer.status(), what);
+  TESSERA_RETURN_IF_ERROR_CTX(CheckPreconditioning(spec.compression(), spec.optimizer()), what);
+  std::unique_ptr<Optimizer> preconditioned;
+  if (spec.compression().precondition_on_worker()) {
+    OptimizerSpec step;  // plain SGD at the job's rate: w -= lr * g
+    step.set_kind(OptimizerSpec::SGD);
+    step.set_learning_rate(spec.optimizer().learning_rate());
+    auto created = Optimizer::Create(step);
+    if (!created.ok()) return Annotate(created.status(), what);
+    preconditioned = *std::move(created);
+  }
   TESSERA_ASSIGN_OR_RETURN(std::vector<int> live, NormalizeRanks(live_workers));
 
   std::map<std::string, TensorSpec, std::less<>> tensor_map;
@@ -555,18 +568,23 @@ absl::Status ShardStore::CreateJob(const std::string& job_id, const JobSpec& spe
   job->id = job_id;
   job->spec = spec;
   job->optimizer = *std::move(optimizer);
+  job->preconditioned = std::move(preconditioned);
   job->tensors = std::move(tensor_map);
   {
     absl::MutexLock lock(&job->mu);
     job->live = live;
   }
   for (const auto& [tensor, range] : wanted) {
-    auto s = std::make_unique<Slice>(tensor, range, job->slices.size());
+    const TensorSpec& tspec = job->tensors.at(tensor);
+    const Optimizer* opt = PreconditionedOnWorker(spec.compression(), tspec)
+                               ? job->preconditioned.get()
+                               : job->optimizer.get();
+    auto s = std::make_unique<Slice>(tensor, range, job->slices.size(), opt);
     {
       absl::MutexLock lock(&s->mu);
       s->weights.resize(range.size());
-      InitializeSlice(job->tensors.at(tensor), spec.seed(), range, absl::MakeSpan(s->weights));
-      s->opt_state = job->optimizer->NewState(range.size());
+      InitializeSlice(tspec, spec.seed(), range, absl::MakeSpan(s->weights));
+      s->opt_state = opt->NewState(range.size());
       s->live = live;
     }
     job->by_tensor[tensor].push_back(s.get());
@@ -618,7 +636,7 @@ absl::Status ShardStore::SetLiveWorkers(const std::string& job_id,
         it = s->pending.erase(it);
       }
     }
-    if (job->spec.mode() == SYNC) MaybeAggregate(*job, s);
+    if (job->spec.mode() == SYNC) MaybeAggregate(s);
     s->changed.SignalAll();
   }
   return absl::OkStatus();

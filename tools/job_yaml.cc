@@ -204,7 +204,8 @@ absl::StatusOr<Compression> Codec(const YAML::Node& node, const std::string& key
 absl::Status ParseCompression(const YAML::Node& node, CompressionSpec* c) {
   TESSERA_RETURN_IF_ERROR(
       CheckKeys(node, "compression", {"codec", "topk_ratio", "min_elements", "tensors",
-                                      "topk_warmup_steps", "topk_warmup_start_ratio"}));
+                                      "topk_warmup_steps", "topk_warmup_start_ratio",
+                                      "precondition_on_worker"}));
   if (node["codec"]) {
     TESSERA_ASSIGN_OR_RETURN(Compression codec, Codec(node["codec"], "compression.codec"));
     c->set_codec(codec);
@@ -233,6 +234,11 @@ absl::Status ParseCompression(const YAML::Node& node, CompressionSpec* c) {
                  "must be in (0, 1]");
     }
     c->set_topk_warmup_start_ratio(r);
+  }
+  if (node["precondition_on_worker"]) {
+    TESSERA_ASSIGN_OR_RETURN(bool b, Bool(node["precondition_on_worker"],
+                                          "compression.precondition_on_worker"));
+    c->set_precondition_on_worker(b);
   }
   if (node["tensors"]) {
     const YAML::Node& tensors = node["tensors"];
@@ -364,6 +370,7 @@ std::string JobSpecToYaml(const JobSpec& spec) {
     out << "compression:\n  codec: " << CompressionName(c.codec())
         << "\n  topk_ratio: " << c.topk_ratio() << "\n  min_elements: " << c.min_elements()
         << "\n";
+    if (c.precondition_on_worker()) out << "  precondition_on_worker: true\n";
     if (c.topk_warmup_steps() != 0) {
       out << "  topk_warmup_steps: " << c.topk_warmup_steps()
           << "\n  topk_warmup_start_ratio: " << c.topk_warmup_start_ratio() << "\n";

@@ -109,6 +109,31 @@ compression:
                 "compression: {tensors: [a, b]}\n", "compression.tensors");
 }
 
+TEST(JobYamlTest, ParsesPreconditionOnWorker) {
+  absl::StatusOr<JobSpec> spec = ParseJobYaml(R"(
+model: {type: mlp, hidden_layers: [8]}
+optimizer: {type: adam, learning_rate: 0.001}
+compression: {codec: topk, topk_ratio: 0.01, min_elements: 1000, precondition_on_worker: true}
+)");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_TRUE(spec->compression().precondition_on_worker());
+  absl::StatusOr<JobSpec> again = ParseJobYaml(JobSpecToYaml(*spec));
+  ASSERT_TRUE(again.ok()) << again.status() << "\n" << JobSpecToYaml(*spec);
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*again, *spec))
+      << JobSpecToYaml(*spec);
+
+  ExpectInvalid("model: {type: mlp, hidden_layers: [8]}\noptimizer: {type: adam, learning_rate: 0.1}\n"
+                "compression: {codec: topk, precondition_on_worker: often}\n",
+                "compression.precondition_on_worker: expected true or false");
+  ExpectInvalid("model: {type: mlp, hidden_layers: [8]}\noptimizer: {type: sgd, learning_rate: 0.1}\n"
+                "compression: {codec: topk, precondition_on_worker: true}\n",
+                "compression.precondition_on_worker needs optimizer.type adam");
+  ExpectInvalid("model: {type: mlp, hidden_layers: [8]}\n"
+                "optimizer: {type: adam, learning_rate: 0.1, weight_decay: 0.01}\n"
+                "compression: {codec: topk, precondition_on_worker: true}\n",
+                "compression.precondition_on_worker needs optimizer.weight_decay 0");
+}
+
 TEST(JobYamlTest, ParsesTopKWarmup) {
   absl::StatusOr<JobSpec> spec = ParseJobYaml(R"(
 model: {type: mlp, hidden_layers: [8]}
