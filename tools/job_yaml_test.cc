@@ -203,7 +203,8 @@ TEST(JobYamlTest, ErrorsNameTheLine) {
 }
 
 TEST(JobYamlTest, BundledJobsParse) {
-  for (const char* name : {"fashion_mlp.yaml", "fashion_softmax.yaml"}) {
+  for (const char* name :
+       {"fashion_mlp.yaml", "fashion_softmax.yaml", "fashion_mlp_topk.yaml"}) {
     absl::StatusOr<JobSpec> spec = LoadJobYaml(std::string(TESSERA_SOURCE_DIR) + "/tools/jobs/" + name);
     EXPECT_TRUE(spec.ok()) << name << ": " << spec.status();
   }
