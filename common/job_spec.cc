@@ -1,5 +1,6 @@
 #include "common/job_spec.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -8,6 +9,9 @@ namespace tessera {
 namespace {
 
 constexpr int kMaxNodes = 1024;
+constexpr double kDefaultTopKRatio = 0.01;
+// DGC's first warm-up epoch keeps 25%.
+constexpr double kDefaultTopKWarmupStartRatio = 0.25;
 
 }  // namespace
 
@@ -20,7 +24,12 @@ void ApplyJobDefaults(JobSpec* spec) {
   if (spec->num_workers() == 0) spec->set_num_workers(1);
   if (spec->num_servers() == 0) spec->set_num_servers(1);
   if (spec->log_every_steps() == 0) spec->set_log_every_steps(20);
-  if (spec->compression().topk_ratio() == 0) spec->mutable_compression()->set_topk_ratio(0.01);
+  CompressionSpec* compression = spec->mutable_compression();
+  if (compression->topk_ratio() == 0) compression->set_topk_ratio(kDefaultTopKRatio);
+  if (compression->topk_warmup_steps() > 0 && compression->topk_warmup_start_ratio() == 0) {
+    compression->set_topk_warmup_start_ratio(
+        std::max(kDefaultTopKWarmupStartRatio, compression->topk_ratio()));
+  }
   DataSpec* data = spec->mutable_data();
   if (data->format() == DataSpec::FORMAT_UNSPECIFIED) data->set_format(DataSpec::IDX);
   if (data->path().empty()) data->set_path(kDefaultDataPath);
@@ -121,6 +130,19 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
     return bad("compression.topk_ratio must be in (0, 1], got ", c.topk_ratio());
   }
   if (c.min_elements() < 0) return bad("compression.min_elements must be >= 0");
+  if (c.topk_warmup_steps() < 0) {
+    return bad("compression.topk_warmup_steps must be >= 0, got ", c.topk_warmup_steps());
+  }
+  if (c.topk_warmup_start_ratio() != 0 &&
+      !(c.topk_warmup_start_ratio() > 0 && c.topk_warmup_start_ratio() <= 1)) {
+    return bad("compression.topk_warmup_start_ratio must be in (0, 1], got ",
+               c.topk_warmup_start_ratio());
+  }
+  if (c.topk_warmup_steps() > 0 && c.topk_warmup_start_ratio() < c.topk_ratio()) {
+    return bad("compression.topk_warmup_start_ratio must be >= topk_ratio (", c.topk_ratio(),
+               ") during a warm-up, got ", c.topk_warmup_start_ratio());
+  }
+  if (absl::Status st = CheckPreconditioning(c, opt); !st.ok()) return st;
   for (const auto& [name, codec] : c.tensors()) {
     if (name.empty()) return bad("compression.tensors: empty tensor name");
     if (!Compression_IsValid(codec)) {
@@ -155,6 +177,41 @@ Compression TensorCompression(const CompressionSpec& spec, const TensorSpec& ten
   if (it != spec.tensors().end()) return it->second;
   if (static_cast<int64_t>(tensor.size()) < spec.min_elements()) return COMPRESSION_NONE;
   return spec.codec();
+}
+
+bool PreconditionedOnWorker(const CompressionSpec& spec, const TensorSpec& tensor) {
+  if (!spec.precondition_on_worker()) return false;
+  const Compression codec = TensorCompression(spec, tensor);
+  return codec == COMPRESSION_TOPK || codec == COMPRESSION_ONEBIT;
+}
+
+absl::Status CheckPreconditioning(const CompressionSpec& compression,
+                                  const OptimizerSpec& optimizer) {
+  if (!compression.precondition_on_worker()) return absl::OkStatus();
+  if (optimizer.kind() != OptimizerSpec::ADAM) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "compression.precondition_on_worker needs optimizer.type adam, got ",
+        OptimizerName(optimizer.kind())));
+  }
+  if (optimizer.weight_decay() != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "compression.precondition_on_worker needs optimizer.weight_decay 0 (the workers "
+        "precondition gradients without seeing the weights), got ",
+        optimizer.weight_decay()));
+  }
+  return absl::OkStatus();
+}
+
+double TopKRatioAt(const CompressionSpec& spec, int64_t step) {
+  const double target = spec.topk_ratio() > 0 ? spec.topk_ratio() : kDefaultTopKRatio;
+  const int64_t steps = spec.topk_warmup_steps();
+  if (steps <= 0 || step >= steps) return target;
+  const double start = spec.topk_warmup_start_ratio() > 0
+                           ? spec.topk_warmup_start_ratio()
+                           : std::max(kDefaultTopKWarmupStartRatio, target);
+  if (start <= target) return target;
+  const double progress = static_cast<double>(std::max<int64_t>(step, 0)) / steps;
+  return start * std::pow(target / start, progress);
 }
 
 std::string ModeName(ConsistencyMode mode) {

@@ -16,7 +16,8 @@ inline constexpr char kDefaultDataPath[] = "/usr/share/datasets/fashion-mnist";
 // name "job", batch_size 64, epochs 1, mode sync, data IDX at kDefaultDataPath,
 // seed 1, num_workers 1, num_servers 1, log_every_steps 20; optimizer
 // momentum/betas/epsilon/accumulator per optimizer kind; compression
-// topk_ratio 0.01.
+// topk_ratio 0.01 and, when topk_warmup_steps > 0, topk_warmup_start_ratio
+// max(0.25, topk_ratio).
 void ApplyJobDefaults(JobSpec* spec);
 
 // Checks a spec after ApplyJobDefaults. INVALID_ARGUMENT naming the field
@@ -36,6 +37,25 @@ absl::StatusOr<Compression> ParseCompression(const std::string& name);
 // The codec a tensor travels with under `spec`: its per-tensor entry, else
 // NONE below min_elements, else the job's codec.
 Compression TensorCompression(const CompressionSpec& spec, const TensorSpec& tensor);
+
+// Whether the workers precondition `tensor` with Adam's second moment
+// (CompressionSpec.precondition_on_worker, and the tensor travels TOPK or
+// ONEBIT). The servers then apply w -= learning_rate * g to it.
+bool PreconditionedOnWorker(const CompressionSpec& spec, const TensorSpec& tensor);
+
+// OK unless compression.precondition_on_worker is set for an optimizer it
+// cannot split: anything but adam, or a weight_decay (the workers do not see
+// the weights). INVALID_ARGUMENT naming the field otherwise.
+absl::Status CheckPreconditioning(const CompressionSpec& compression,
+                                  const OptimizerSpec& optimizer);
+
+// The share of a chunk's elements TOPK keeps at push clock `step` (0-based):
+// during the warm-up (step < topk_warmup_steps) it decays exponentially from
+// topk_warmup_start_ratio to topk_ratio,
+//   start * (topk_ratio / start)^(step / topk_warmup_steps),
+// afterwards (or with no warm-up) it is topk_ratio. Unset fields read as
+// their defaults (topk_ratio 0.01, start max(0.25, topk_ratio)).
+double TopKRatioAt(const CompressionSpec& spec, int64_t step);
 
 }  // namespace tessera
 

@@ -414,6 +414,7 @@ absl::StatusOr<RegisterTensorsResponse> Scheduler::RegisterTensors(
     live_version = job->live_version;
     *response.mutable_plan() = r.plan;
     *response.mutable_plan()->mutable_compression() = r.spec.compression();
+    *response.mutable_plan()->mutable_optimizer() = r.spec.optimizer();
   }
   for (const auto& [server, create] : creates) {
     TESSERA_RETURN_IF_ERROR_CTX(

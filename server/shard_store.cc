@@ -39,8 +39,8 @@ struct StagingBuffer {
 };
 
 struct Slice {
-  Slice(std::string tensor_name, Range r, size_t idx, uint64_t key)
-      : tensor(std::move(tensor_name)), range(r), index(idx), apply_key(key) {}
+  Slice(std::string tensor_name, Range r, size_t idx, uint64_t key, const Optimizer* opt)
+      : tensor(std::move(tensor_name)), range(r), index(idx), apply_key(key), optimizer(opt) {}
 
   std::string Name() const {
     return absl::StrCat("'", tensor, "' [", range.begin, ",", range.end, ")");
@@ -51,6 +51,7 @@ struct Slice {
   const Range range;
   const size_t index;  // position in Job::slices; multi-slice locks go in this order
   const uint64_t apply_key;  // picks the executor thread that runs its optimizer steps
+  const Optimizer* const optimizer;  // the one for this tensor; owned by the Job
 
   absl::Mutex mu;
   absl::CondVar changed;  // version, live set or closed changed
@@ -81,6 +82,9 @@ struct Job {
   JobSpec spec;
   std::unique_ptr<Optimizer> optimizer;
   KeyedExecutor* executor = nullptr;  // the store's; runs the optimizer steps
+  // compression.precondition_on_worker: w -= lr * g, for the tensors whose
+  // pushes the workers have already divided by sqrt(v^) + eps. Else null.
+  std::unique_ptr<Optimizer> preconditioned;
   std::map<std::string, TensorSpec, std::less<>> tensors;  // every tensor of the job
   std::vector<std::unique_ptr<Slice>> slices;             // sorted by (tensor, begin)
   std::map<std::string, std::vector<Slice*>, std::less<>> by_tensor;
@@ -184,9 +188,8 @@ absl::Status CheckPushable(const Job& job, Slice* s, int worker, int64_t clock)
   return absl::OkStatus();
 }
 
-void ApplyStep(const Job& job, Slice* s, absl::Span<const float> grad)
-    ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
-  job.optimizer->Apply(absl::MakeSpan(s->weights), grad, s->opt_state.get());
+void ApplyStep(Slice* s, absl::Span<const float> grad) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+  s->optimizer->Apply(absl::MakeSpan(s->weights), grad, s->opt_state.get());
   ++s->version;
 }
 
@@ -204,7 +207,7 @@ struct QueuedStep {
 void RunStep(const Job& job, Slice* s, QueuedStep& step) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
   if (s->closed.ok()) {
     if (job.spec.mode() == SYNC && step.grads.size() == 1) {
-      ApplyStep(job, s, step.grads[0]->values);
+      ApplyStep(s, step.grads[0]->values);
     } else if (job.spec.mode() == SYNC) {
       const size_t n = s->range.size();
       s->sum.resize(n);
@@ -215,9 +218,9 @@ void RunStep(const Job& job, Slice* s, QueuedStep& step) ABSL_EXCLUSIVE_LOCKS_RE
       }
       const float count = static_cast<float>(step.grads.size());
       for (size_t i = 0; i < n; ++i) s->sum[i] /= count;
-      ApplyStep(job, s, s->sum);
+      ApplyStep(s, s->sum);
     } else {
-      ApplyStep(job, s, step.grads[0]->values);
+      ApplyStep(s, step.grads[0]->values);
       int64_t& last = s->last_clock.try_emplace(step.worker, -1).first->second;
       last = std::max(last, step.clock);
     }
@@ -576,6 +579,16 @@ absl::Status ShardStore::CreateJob(const std::string& job_id, const JobSpec& spe
   }
   auto optimizer = Optimizer::Create(spec.optimizer());
   if (!optimizer.ok()) return Annotate(optimizer.status(), what);
+  TESSERA_RETURN_IF_ERROR_CTX(CheckPreconditioning(spec.compression(), spec.optimizer()), what);
+  std::unique_ptr<Optimizer> preconditioned;
+  if (spec.compression().precondition_on_worker()) {
+    OptimizerSpec step;  // plain SGD at the job's rate: w -= lr * g
+    step.set_kind(OptimizerSpec::SGD);
+    step.set_learning_rate(spec.optimizer().learning_rate());
+    auto created = Optimizer::Create(step);
+    if (!created.ok()) return Annotate(created.status(), what);
+    preconditioned = *std::move(created);
+  }
   TESSERA_ASSIGN_OR_RETURN(std::vector<int> live, NormalizeRanks(live_workers));
 
   std::map<std::string, TensorSpec, std::less<>> tensor_map;
@@ -641,19 +654,24 @@ absl::Status ShardStore::CreateJob(const std::string& job_id, const JobSpec& spe
   job->spec = spec;
   job->optimizer = *std::move(optimizer);
   job->executor = executor_.get();
+  job->preconditioned = std::move(preconditioned);
   job->tensors = std::move(tensor_map);
   {
     absl::MutexLock lock(&job->mu);
     job->live = live;
   }
   for (const auto& [tensor, range] : wanted) {
+    const TensorSpec& tspec = job->tensors.at(tensor);
+    const Optimizer* opt = PreconditionedOnWorker(spec.compression(), tspec)
+                               ? job->preconditioned.get()
+                               : job->optimizer.get();
     auto s = std::make_unique<Slice>(tensor, range, job->slices.size(),
-                                     next_apply_key_.fetch_add(1, std::memory_order_relaxed));
+                                     next_apply_key_.fetch_add(1, std::memory_order_relaxed), opt);
     {
       absl::MutexLock lock(&s->mu);
       s->weights.resize(range.size());
-      InitializeSlice(job->tensors.at(tensor), spec.seed(), range, absl::MakeSpan(s->weights));
-      s->opt_state = job->optimizer->NewState(range.size());
+      InitializeSlice(tspec, spec.seed(), range, absl::MakeSpan(s->weights));
+      s->opt_state = opt->NewState(range.size());
       s->live = live;
     }
     job->by_tensor[tensor].push_back(s.get());

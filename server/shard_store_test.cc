@@ -409,6 +409,12 @@ TEST_F(ShardStoreTest, CreateJobRejectsBadInput) {
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(store_.CreateJob("k", Spec(SYNC), {Tensor("w", 4)}, {}, {-1}).code(),
             absl::StatusCode::kInvalidArgument);
+  JobSpec preconditioned_sgd = Spec(SYNC);  // the split needs Adam
+  preconditioned_sgd.mutable_compression()->set_codec(COMPRESSION_TOPK);
+  preconditioned_sgd.mutable_compression()->set_precondition_on_worker(true);
+  absl::Status st = store_.CreateJob("k", preconditioned_sgd, {Tensor("w", 4)}, {}, {0});
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(st.message(), ::testing::HasSubstr("precondition_on_worker"));
   EXPECT_THAT(store_.JobIds(), ::testing::IsEmpty());
 }
 

@@ -4,10 +4,12 @@
 
 #include "worker/rpc/ps_client.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -55,20 +57,27 @@ std::vector<float> Gradient(uint64_t n, uint64_t seed) {
 
 class PsClientTest : public ::testing::Test {
  protected:
-  // An ASYNC job, SGD at learning rate 1: each push subtracts what the
-  // servers decoded, so the weights show exactly what arrived.
-  void StartJob(const CompressionSpec& compression) {
+  static OptimizerSpec SgdAt1() {
+    OptimizerSpec o;
+    o.set_kind(OptimizerSpec::SGD);
+    o.set_learning_rate(1.0f);
+    return o;
+  }
+
+  // An ASYNC job, by default SGD at learning rate 1: each push subtracts
+  // what the servers decoded, so the weights show exactly what arrived.
+  void StartJob(const CompressionSpec& compression, const OptimizerSpec& optimizer = SgdAt1()) {
     JobSpec spec;
     spec.set_mode(ASYNC);
     spec.set_seed(5);
-    spec.mutable_optimizer()->set_kind(OptimizerSpec::SGD);
-    spec.mutable_optimizer()->set_learning_rate(1.0f);
+    *spec.mutable_optimizer() = optimizer;
     *spec.mutable_compression() = compression;
     ApplyJobDefaults(&spec);
     plan_ = TensorPlan();
     *plan_.add_tensors() = Tensor("w", kW);
     *plan_.add_tensors() = Tensor("b", kB);
     *plan_.mutable_compression() = spec.compression();
+    *plan_.mutable_optimizer() = spec.optimizer();
     const std::vector<std::vector<TensorSlice>> held = {
         {Slice("w", 0, kW / 2)}, {Slice("w", kW / 2, kW), Slice("b", 0, kB)}};
     for (int s = 0; s < 2; ++s) {
@@ -228,6 +237,127 @@ TEST_F(PsClientTest, TopKSendsOnePercentAndFeedsBackTheRest) {
   uint64_t arrived = 0;
   for (uint64_t i = 0; i < kW; ++i) arrived += held[i] == w0[i] - gw[i];
   EXPECT_GT(arrived, 30 * kW / 100) << "leftovers did not arrive";
+}
+
+TEST_F(PsClientTest, TopKWarmupSendsTheScheduledShareAtEachClock) {
+  CompressionSpec c;
+  c.set_codec(COMPRESSION_TOPK);
+  c.set_topk_ratio(0.01);
+  c.set_topk_warmup_steps(2);
+  c.set_topk_warmup_start_ratio(0.16);  // clock 0: 16%, clock 1: 4%, then 1%
+  c.set_min_elements(100);              // "b" stays fp32
+  StartJob(c);
+  // Kept elements per chunk: ceil(ratio * n), 8 bytes each; "w" is split by
+  // server into chunks of at most 256Ki elements.
+  auto expected_bytes = [&](double ratio) {
+    uint64_t bytes = kB * 4;
+    for (const auto& [begin, end] : {std::pair<uint64_t, uint64_t>{0, kW / 2}, {kW / 2, kW}}) {
+      for (uint64_t off = begin; off < end; off += kMaxChunkBytes / 4) {
+        const uint64_t n = std::min<uint64_t>(kMaxChunkBytes / 4, end - off);
+        bytes += 8 * static_cast<uint64_t>(std::ceil(ratio * static_cast<double>(n)));
+      }
+    }
+    return bytes;
+  };
+  const double ratios[] = {0.16, 0.04, 0.01, 0.01};
+  uint64_t before = 0;
+  for (int clock = 0; clock < 4; ++clock) {
+    ASSERT_TRUE(Push(clock, Gradient(kW, 20 + clock), Gradient(kB, 30 + clock)).ok());
+    const uint64_t wire = client_->transfer_bytes().push_wire;
+    EXPECT_EQ(wire - before, expected_bytes(ratios[clock])) << "clock " << clock;
+    before = wire;
+  }
+}
+
+// precondition_on_worker: the worker divides by sqrt(v^) + eps of its own
+// Adam second moment; the server applies w -= lr * g to that tensor only.
+TEST_F(PsClientTest, PreconditionOnWorkerPushesGradientOverAdamsSecondMoment) {
+  CompressionSpec c;
+  c.set_codec(COMPRESSION_NONE);
+  (*c.mutable_tensors())["b"] = COMPRESSION_TOPK;  // "w" stays fp32, under Adam
+  c.set_topk_ratio(1.0);                            // all of "b" arrives
+  c.set_precondition_on_worker(true);
+  OptimizerSpec adam;
+  adam.set_kind(OptimizerSpec::ADAM);
+  adam.set_learning_rate(0.5f);
+  adam.set_beta1(0.9f);
+  adam.set_beta2(0.5f);
+  adam.set_epsilon(1e-30f);
+  StartJob(c, adam);
+  const std::vector<float> w0 = Initial(0), b0 = Initial(1);
+  // Element 0 of "b" by hand, b2 = 0.5:
+  //   push 1, g = 2:  v = 0.5 * 4 = 2,            v^ = 2 / (1 - 0.5)    = 4, sends  2 / 2 = 1
+  //   push 2, g = -1: v = 0.5 * 2 + 0.5 * 1 = 1.5, v^ = 1.5 / (1 - 0.25) = 2, sends -1 / sqrt(2)
+  // and the server steps by lr = 0.5 each time, with no first moment.
+  std::vector<float> gb1(kB, 3.0f), gb2(kB, 3.0f);
+  gb1[0] = 2.0f;
+  gb2[0] = -1.0f;
+  const std::vector<float> gw = Gradient(kW, 40);
+  std::vector<float> minus_gw(kW);
+  for (uint64_t i = 0; i < kW; ++i) minus_gw[i] = -gw[i];
+  ASSERT_TRUE(Push(0, gw, gb1).ok());
+  EXPECT_FLOAT_EQ(Held("b", kB)[0], b0[0] - 0.5f * 1.0f);
+  ASSERT_TRUE(Push(1, minus_gw, gb2).ok());
+  const std::vector<float> held_b = Held("b", kB);
+  EXPECT_FLOAT_EQ(held_b[0], b0[0] - 0.5f * (1.0f - 1.0f / std::sqrt(2.0f)));
+  // A constant gradient is sent as 1 each push: v^ = g^2 exactly.
+  EXPECT_FLOAT_EQ(held_b[1], b0[1] - 0.5f * 2.0f);
+  // "w" (fp32) keeps the server's Adam, first moment included: g then -g
+  // steps by lr * sign(g) (m^ = g, v^ = g^2), then by lr * sign(g) * -0.01 /
+  // 0.19 (m = 0.09 g - 0.1 g, bias 1 - 0.81; v^ = g^2 again). Without the
+  // first moment the two steps would cancel.
+  const std::vector<float> held_w = Held("w", kW);
+  for (uint64_t i = 0; i < kW; i += 997) {
+    const float sign = gw[i] > 0 ? 1.0f : -1.0f;
+    ASSERT_NEAR(held_w[i], w0[i] - 0.5f * sign * (18.0f / 19.0f), 1e-5f) << i;
+  }
+}
+
+TEST_F(PsClientTest, PreconditionOnWorkerFeedsBackThePreconditionedRemainder) {
+  CompressionSpec c;
+  c.set_codec(COMPRESSION_NONE);
+  (*c.mutable_tensors())["b"] = COMPRESSION_TOPK;
+  c.set_topk_ratio(0.1);  // one of the 10 elements per push
+  c.set_precondition_on_worker(true);
+  OptimizerSpec adam;
+  adam.set_kind(OptimizerSpec::ADAM);
+  adam.set_learning_rate(1.0f);
+  adam.set_beta2(0.5f);
+  adam.set_epsilon(1e-30f);
+  StartJob(c, adam);
+  const std::vector<float> b0 = Initial(1);
+  // Push 1: g = [4, -3, 1, 0...]; v^ = g^2, so each non-zero element becomes
+  // its sign. Ties go to the lowest index: element 0 is sent (1), elements
+  // 1 and 2 keep -1 and 1 as residuals. Pushes 2 and 3, g = 0, add nothing
+  // (0 / sqrt(v^)) and send the residuals, largest (then lowest) first.
+  std::vector<float> g(kB, 0.0f);
+  g[0] = 4.0f;
+  g[1] = -3.0f;
+  g[2] = 1.0f;
+  const std::vector<float> zw(kW, 0.0f), zb(kB, 0.0f);
+  ASSERT_TRUE(Push(0, zw, g).ok());
+  std::vector<float> held = Held("b", kB);
+  EXPECT_FLOAT_EQ(held[0], b0[0] - 1.0f);
+  EXPECT_FLOAT_EQ(held[1], b0[1]);
+  ASSERT_TRUE(Push(1, zw, zb).ok());
+  held = Held("b", kB);
+  EXPECT_FLOAT_EQ(held[1], b0[1] + 1.0f);
+  EXPECT_FLOAT_EQ(held[2], b0[2]);
+  ASSERT_TRUE(Push(2, zw, zb).ok());
+  EXPECT_FLOAT_EQ(Held("b", kB)[2], b0[2] - 1.0f);
+}
+
+TEST_F(PsClientTest, PreconditionOnWorkerNeedsAdamInThePlan) {
+  CompressionSpec c;
+  c.set_codec(COMPRESSION_TOPK);
+  StartJob(c);
+  TensorPlan plan = plan_;
+  plan.mutable_compression()->set_precondition_on_worker(true);  // with SGD
+  auto client = GrpcParameterClient::Create("j", 0, plan);
+  ASSERT_FALSE(client.ok());
+  EXPECT_EQ(client.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(client.status().message().find("precondition_on_worker"), absl::string_view::npos)
+      << client.status();
 }
 
 TEST_F(PsClientTest, OneBitSendsSignsScaledByTheMeanMagnitude) {

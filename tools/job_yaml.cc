@@ -203,7 +203,9 @@ absl::StatusOr<Compression> Codec(const YAML::Node& node, const std::string& key
 
 absl::Status ParseCompression(const YAML::Node& node, CompressionSpec* c) {
   TESSERA_RETURN_IF_ERROR(
-      CheckKeys(node, "compression", {"codec", "topk_ratio", "min_elements", "tensors"}));
+      CheckKeys(node, "compression", {"codec", "topk_ratio", "min_elements", "tensors",
+                                      "topk_warmup_steps", "topk_warmup_start_ratio",
+                                      "precondition_on_worker"}));
   if (node["codec"]) {
     TESSERA_ASSIGN_OR_RETURN(Compression codec, Codec(node["codec"], "compression.codec"));
     c->set_codec(codec);
@@ -217,6 +219,26 @@ absl::Status ParseCompression(const YAML::Node& node, CompressionSpec* c) {
     TESSERA_ASSIGN_OR_RETURN(int64_t v, Integer(node["min_elements"], "compression.min_elements",
                                                 0, int64_t{1} << 40));
     c->set_min_elements(v);
+  }
+  if (node["topk_warmup_steps"]) {
+    TESSERA_ASSIGN_OR_RETURN(int64_t v, Integer(node["topk_warmup_steps"],
+                                                "compression.topk_warmup_steps", 0,
+                                                int64_t{1} << 40));
+    c->set_topk_warmup_steps(v);
+  }
+  if (node["topk_warmup_start_ratio"]) {
+    TESSERA_ASSIGN_OR_RETURN(double r, Number(node["topk_warmup_start_ratio"],
+                                              "compression.topk_warmup_start_ratio"));
+    if (!(r > 0 && r <= 1)) {
+      return Bad(node["topk_warmup_start_ratio"], "compression.topk_warmup_start_ratio",
+                 "must be in (0, 1]");
+    }
+    c->set_topk_warmup_start_ratio(r);
+  }
+  if (node["precondition_on_worker"]) {
+    TESSERA_ASSIGN_OR_RETURN(bool b, Bool(node["precondition_on_worker"],
+                                          "compression.precondition_on_worker"));
+    c->set_precondition_on_worker(b);
   }
   if (node["tensors"]) {
     const YAML::Node& tensors = node["tensors"];
@@ -348,6 +370,11 @@ std::string JobSpecToYaml(const JobSpec& spec) {
     out << "compression:\n  codec: " << CompressionName(c.codec())
         << "\n  topk_ratio: " << c.topk_ratio() << "\n  min_elements: " << c.min_elements()
         << "\n";
+    if (c.precondition_on_worker()) out << "  precondition_on_worker: true\n";
+    if (c.topk_warmup_steps() != 0) {
+      out << "  topk_warmup_steps: " << c.topk_warmup_steps()
+          << "\n  topk_warmup_start_ratio: " << c.topk_warmup_start_ratio() << "\n";
+    }
     if (!c.tensors().empty()) {
       out << "  tensors:\n";
       std::map<std::string, Compression> sorted(c.tensors().begin(), c.tensors().end());

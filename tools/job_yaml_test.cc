@@ -109,6 +109,68 @@ compression:
                 "compression: {tensors: [a, b]}\n", "compression.tensors");
 }
 
+TEST(JobYamlTest, ParsesPreconditionOnWorker) {
+  absl::StatusOr<JobSpec> spec = ParseJobYaml(R"(
+model: {type: mlp, hidden_layers: [8]}
+optimizer: {type: adam, learning_rate: 0.001}
+compression: {codec: topk, topk_ratio: 0.01, min_elements: 1000, precondition_on_worker: true}
+)");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_TRUE(spec->compression().precondition_on_worker());
+  absl::StatusOr<JobSpec> again = ParseJobYaml(JobSpecToYaml(*spec));
+  ASSERT_TRUE(again.ok()) << again.status() << "\n" << JobSpecToYaml(*spec);
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*again, *spec))
+      << JobSpecToYaml(*spec);
+
+  ExpectInvalid("model: {type: mlp, hidden_layers: [8]}\noptimizer: {type: adam, learning_rate: 0.1}\n"
+                "compression: {codec: topk, precondition_on_worker: often}\n",
+                "compression.precondition_on_worker: expected true or false");
+  ExpectInvalid("model: {type: mlp, hidden_layers: [8]}\noptimizer: {type: sgd, learning_rate: 0.1}\n"
+                "compression: {codec: topk, precondition_on_worker: true}\n",
+                "compression.precondition_on_worker needs optimizer.type adam");
+  ExpectInvalid("model: {type: mlp, hidden_layers: [8]}\n"
+                "optimizer: {type: adam, learning_rate: 0.1, weight_decay: 0.01}\n"
+                "compression: {codec: topk, precondition_on_worker: true}\n",
+                "compression.precondition_on_worker needs optimizer.weight_decay 0");
+}
+
+TEST(JobYamlTest, ParsesTopKWarmup) {
+  absl::StatusOr<JobSpec> spec = ParseJobYaml(R"(
+model: {type: mlp, hidden_layers: [8]}
+optimizer: {type: adam, learning_rate: 0.001}
+compression: {codec: topk, topk_ratio: 0.01, topk_warmup_steps: 469, topk_warmup_start_ratio: 0.5}
+)");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->compression().topk_warmup_steps(), 469);
+  EXPECT_DOUBLE_EQ(spec->compression().topk_warmup_start_ratio(), 0.5);
+  absl::StatusOr<JobSpec> again = ParseJobYaml(JobSpecToYaml(*spec));
+  ASSERT_TRUE(again.ok()) << again.status() << "\n" << JobSpecToYaml(*spec);
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(*again, *spec))
+      << JobSpecToYaml(*spec);
+
+  spec = ParseJobYaml(  // the start ratio defaults to 25%
+      "model: {type: mlp, hidden_layers: [8]}\noptimizer: {type: adam, learning_rate: 0.001}\n"
+      "compression: {codec: topk, topk_warmup_steps: 100}\n");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_DOUBLE_EQ(spec->compression().topk_warmup_start_ratio(), 0.25);
+
+  const std::string head =
+      "model: {type: mlp, hidden_layers: [8]}\noptimizer: {type: adam, learning_rate: 0.001}\n";
+  ExpectInvalid(head + "compression: {codec: topk, topk_warmup_steps: -5}\n",
+                "compression.topk_warmup_steps: must be in 0..");
+  ExpectInvalid(head + "compression: {codec: topk, topk_warmup_steps: 2.5}\n",
+                "compression.topk_warmup_steps: expected an integer");
+  ExpectInvalid(head + "compression: {codec: topk, topk_warmup_steps: 10, "
+                       "topk_warmup_start_ratio: 1.5}\n",
+                "compression.topk_warmup_start_ratio: must be in (0, 1]");
+  ExpectInvalid(head + "compression: {codec: topk, topk_warmup_steps: 10, "
+                       "topk_warmup_start_ratio: 0}\n",
+                "compression.topk_warmup_start_ratio: must be in (0, 1]");
+  ExpectInvalid(head + "compression: {codec: topk, topk_ratio: 0.5, topk_warmup_steps: 10, "
+                       "topk_warmup_start_ratio: 0.2}\n",
+                "compression.topk_warmup_start_ratio must be >= topk_ratio");
+}
+
 TEST(JobYamlTest, ClearErrorsForBadSpecs) {
   ExpectInvalid("", "empty");
   ExpectInvalid("model: [unclosed", "not valid YAML");
@@ -141,7 +203,8 @@ TEST(JobYamlTest, ErrorsNameTheLine) {
 }
 
 TEST(JobYamlTest, BundledJobsParse) {
-  for (const char* name : {"fashion_mlp.yaml", "fashion_softmax.yaml"}) {
+  for (const char* name :
+       {"fashion_mlp.yaml", "fashion_softmax.yaml", "fashion_mlp_topk.yaml"}) {
     absl::StatusOr<JobSpec> spec = LoadJobYaml(std::string(TESSERA_SOURCE_DIR) + "/tools/jobs/" + name);
     EXPECT_TRUE(spec.ok()) << name << ": " << spec.status();
   }

@@ -1,6 +1,7 @@
 #include "worker/rpc/ps_client.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <deque>
 #include <limits>
@@ -346,6 +347,15 @@ absl::StatusOr<std::unique_ptr<GrpcParameterClient>> GrpcParameterClient::Create
           " elements)"));
     }
   }
+  if (plan.compression().precondition_on_worker()) {
+    TESSERA_RETURN_IF_ERROR_CTX(CheckPreconditioning(plan.compression(), plan.optimizer()), "plan");
+    const OptimizerSpec& opt = plan.optimizer();
+    if (!(opt.beta2() >= 0 && opt.beta2() < 1) || !(opt.epsilon() >= 0)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "plan: precondition_on_worker needs beta2 in [0, 1) and epsilon >= 0, got ",
+          opt.beta2(), " and ", opt.epsilon()));
+    }
+  }
   return std::unique_ptr<GrpcParameterClient>(
       new GrpcParameterClient(job_id, rank, plan, options));
 }
@@ -355,7 +365,9 @@ GrpcParameterClient::GrpcParameterClient(std::string job_id, int rank, const Ten
     : job_id_(std::move(job_id)),
       rank_(rank),
       options_(options),
-      pins_(internal::PayloadPins::Create()) {
+      pins_(internal::PayloadPins::Create()),
+      compression_(plan.compression()),
+      optimizer_(plan.optimizer()) {
   for (const TensorSpec& t : plan.tensors()) {
     tensor_names_.push_back(t.name());
     tensor_sizes_.push_back(t.size());
@@ -365,7 +377,11 @@ GrpcParameterClient::GrpcParameterClient(std::string job_id, int rank, const Ten
     codecs_.push_back(TensorCompression(plan.compression(), t));
   }
   residuals_.resize(tensor_names_.size());
-  topk_ratio_ = plan.compression().topk_ratio() > 0 ? plan.compression().topk_ratio() : 0.01;
+  for (const TensorSpec& t : plan.tensors()) {
+    preconditioned_.push_back(PreconditionedOnWorker(plan.compression(), t));
+  }
+  variances_.resize(tensor_names_.size());
+  variance_steps_.assign(tensor_names_.size(), 0);
   for (const ServerSlices& s : plan.servers()) {
     if (s.slices_size() == 0) continue;
     Server server;
@@ -385,6 +401,11 @@ GrpcParameterClient::GrpcParameterClient(std::string job_id, int rank, const Ten
 }
 
 GrpcParameterClient::~GrpcParameterClient() {
+  if (push_wire_bytes_ != push_raw_bytes_) {
+    spdlog::info("job {} rank {}: pushed {} payload bytes for {} float32 bytes ({:.2f}%)", job_id_,
+                 rank_, push_wire_bytes_, push_raw_bytes_,
+                 100.0 * static_cast<double>(push_wire_bytes_) / push_raw_bytes_);
+  }
   // Calls still open (the caller gave up on an error) end cancelled.
   for (auto& call : push_calls_) call->Close(/*cancel=*/true);
   for (auto& call : push_calls_) call->Wait();
@@ -439,8 +460,21 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
   // TOPK and ONEBIT send an approximation: what they leave out of this push
   // is carried into the next one (error feedback).
   const bool feedback = codec == COMPRESSION_TOPK || codec == COMPRESSION_ONEBIT;
+  const double topk_ratio = TopKRatioAt(compression_, push_clock_);  // warm-up, then topk_ratio
   std::vector<float>& residual = residuals_[tensor];
   if (feedback && residual.empty()) residual.assign(grad.size(), 0.0f);
+  // precondition_on_worker: Adam's second moment is kept here and the push
+  // carries g / (sqrt(v^) + eps); the servers apply w -= lr * g.
+  const bool precondition = feedback && preconditioned_[tensor];
+  std::vector<float>& variance = variances_[tensor];
+  const float b2 = optimizer_.beta2();
+  const float eps = optimizer_.epsilon();
+  float bc2 = 1.0f;
+  if (precondition) {
+    if (variance.empty()) variance.assign(grad.size(), 0.0f);
+    const int64_t t = ++variance_steps_[tensor];
+    bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(b2), static_cast<double>(t)));
+  }
   for (const auto& [server, piece] : holders_[tensor]) {
     for (uint64_t off = piece.begin; off < piece.end; off += kFloatsPerChunk) {
       const uint64_t n = std::min<uint64_t>(kFloatsPerChunk, piece.end - off);
@@ -449,11 +483,19 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
       if (feedback) {
         accumulated_.resize(n);
         sent_.resize(n);
-        for (uint64_t i = 0; i < n; ++i) accumulated_[i] = values[i] + residual[off + i];
+        if (precondition) {
+          float* v = variance.data() + off;
+          for (uint64_t i = 0; i < n; ++i) {
+            v[i] = b2 * v[i] + (1.0f - b2) * values[i] * values[i];
+            accumulated_[i] = values[i] / (std::sqrt(v[i] / bc2) + eps) + residual[off + i];
+          }
+        } else {
+          for (uint64_t i = 0; i < n; ++i) accumulated_[i] = values[i] + residual[off + i];
+        }
         values = accumulated_.data();
       }
       const auto kcodec = static_cast<kernels::Codec>(codec);
-      const int64_t k = codec == COMPRESSION_TOPK ? kernels::TopKCount(n, topk_ratio_) : 0;
+      const int64_t k = codec == COMPRESSION_TOPK ? kernels::TopKCount(n, topk_ratio) : 0;
       const size_t bytes = kernels::PayloadBytes(kcodec, n, k);
       // The scale goes in the header, which precedes the payload.
       const float scale = kernels::PayloadScale(kcodec, values, n);

@@ -39,11 +39,16 @@ struct PullTarget {
 // its way while the caller goes on (PushTensor); a pulled chunk is
 // decoded straight from gRPC's receive buffers into the parameters, on gRPC's
 // threads, while the caller may compute (StartPull). No thread of its own.
+// TOPK and ONEBIT pushes keep error feedback per tensor (what a push leaves
+// out goes into the next one); TOPK keeps TopKRatioAt(compression, clock) of
+// each chunk; with compression.precondition_on_worker the gradient is first
+// divided by sqrt(v^) + eps of Adam's second moment, kept here.
 // Used by one thread at a time.
 class GrpcParameterClient : public ParameterClient {
  public:
   // Returns INVALID_ARGUMENT if the plan is inconsistent (overlapping or
-  // missing slices, unknown tensors).
+  // missing slices, unknown tensors, precondition_on_worker without an adam
+  // optimizer).
   static absl::StatusOr<std::unique_ptr<GrpcParameterClient>> Create(
       const std::string& job_id, int rank, const TensorPlan& plan,
       const PsClientOptions& options = {});
@@ -60,7 +65,8 @@ class GrpcParameterClient : public ParameterClient {
   absl::Status FinishPull(int64_t* view_clock) override;
 
   // Payload bytes sent or asked for so far, and what they would have been in
-  // float32: the effect of the job's compression.
+  // float32: the effect of the job's compression. The destructor logs the
+  // push share (info) when compression changed it.
   struct TransferBytes {
     uint64_t push_wire = 0, push_raw = 0, pull_wire = 0, pull_raw = 0;
   };
@@ -97,12 +103,19 @@ class GrpcParameterClient : public ParameterClient {
   std::vector<Server> servers_;
   // For each tensor, (server index, piece) pairs holding it.
   std::vector<std::vector<std::pair<size_t, Piece>>> holders_;
-  std::vector<Compression> codecs_;  // per tensor (TensorCompression)
-  double topk_ratio_ = 0.01;
+  const CompressionSpec compression_;  // the plan's
+  const OptimizerSpec optimizer_;      // the plan's
+  std::vector<Compression> codecs_;    // per tensor (TensorCompression)
+  std::vector<bool> preconditioned_;   // per tensor (PreconditionedOnWorker)
 
   // Compression: per-tensor error-feedback residuals (TOPK/ONEBIT; sized on
   // first use) and per-chunk scratch.
   std::vector<std::vector<float>> residuals_;
+  // precondition_on_worker: per-tensor Adam second moment of this worker's
+  // gradients (sized on first use), and the pushes it has seen (for its bias
+  // correction; counted here, so a restarted worker starts afresh).
+  std::vector<std::vector<float>> variances_;
+  std::vector<int64_t> variance_steps_;
   std::vector<float> accumulated_, sent_;
   std::string payload_;
   uint64_t push_wire_bytes_ = 0, push_raw_bytes_ = 0, pull_wire_bytes_ = 0, pull_raw_bytes_ = 0;
