@@ -39,8 +39,11 @@ TEST(KeyedExecutorTest, KeysOnDifferentThreadsRunInParallel) {
   });
   first_started.WaitForNotification();
   executor.Submit(1, [&] { second_ran.Notify(); });
-  second_ran.WaitForNotification();
-  executor.Submit(0, [] {});  // and key 0 still takes work after
+  // Key 0 still takes work after, in order: this runs once the first returned.
+  absl::Notification first_done;
+  executor.Submit(0, [&] { first_done.Notify(); });
+  first_done.WaitForNotification();
+  EXPECT_TRUE(second_seen_while_first_waited);
 }
 
 TEST(KeyedExecutorTest, ZeroThreadsMeansOne) {

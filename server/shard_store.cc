@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "common/initializer.h"
 #include "common/job_spec.h"
 #include "common/status_macros.h"
@@ -774,6 +775,10 @@ absl::StatusOr<std::unique_ptr<PullCursor>> ShardStore::OpenPull(
     absl::MutexLock lock(&s->mu);
     AwaitQueuedSteps(s);  // the caller's own committed pushes, at least
     if (s->closed.ok() && !PullReady(*job, s, clock)) {
+      // A deadline already past is a caller asking "ready now?": not a wait.
+      if (deadline <= absl::Now()) {
+        return absl::DeadlineExceededError(PullTimeoutMessage(*job, s, clock));
+      }
       job->waiting_pulls.fetch_add(1, std::memory_order_relaxed);
       bool timed_out = false;
       while (s->closed.ok() && !PullReady(*job, s, clock) && !timed_out) {

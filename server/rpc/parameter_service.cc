@@ -252,12 +252,8 @@ class PullReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 
  private:
   grpc::Status Parse(const grpc::ByteBuffer* request) {
-    grpc::ByteBuffer copy(*request);  // shares the slices
-    grpc::Slice flat;
-    if (!copy.TrySingleSlice(&flat).ok() && !copy.DumpToSingleSlice(&flat).ok()) {
-      return Invalid("pull: unreadable request");
-    }
-    if (!req_.ParseFromArray(flat.begin(), static_cast<int>(flat.size()))) {
+    grpc::ByteBuffer copy(*request);  // shares the slices; Deserialize consumes it
+    if (!grpc::SerializationTraits<PullRequest>::Deserialize(&copy, &req_).ok()) {
       return Invalid("pull: the request is not a PullRequest");
     }
     if (req_.job_id().empty()) return Invalid("pull: job_id is empty");
