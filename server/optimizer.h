@@ -49,8 +49,18 @@ class Optimizer {
 
   // One step: updates `w` and `state` with gradient `g`.
   // REQUIRES: g.size() == w.size(), state from NewState(w.size()).
-  virtual void Apply(absl::Span<float> w, absl::Span<const float> g,
-                     OptimizerState* state) const = 0;
+  void Apply(absl::Span<float> w, absl::Span<const float> g, OptimizerState* state) const {
+    ApplyPart(w.data(), g.data(), w.size(), state, 0);
+    FinishStep(state);
+  }
+
+  // The same step in parts, for a gradient read block by block: ApplyPart
+  // for parts that together cover the block once, then FinishStep. Gives
+  // Apply's numbers bit for bit. A part updates w[0, n), which are elements
+  // [offset, offset + n) of the block `state` belongs to; g must not overlap w.
+  virtual void ApplyPart(float* w, const float* g, size_t n, OptimizerState* state,
+                         size_t offset) const = 0;
+  void FinishStep(OptimizerState* state) const { ++state->step; }
 
   const OptimizerSpec& spec() const { return spec_; }
 

@@ -1,5 +1,6 @@
 #include "server/optimizer.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -114,6 +115,45 @@ TEST(OptimizerTest, RejectsBadSpecs) {
 
   r = Optimizer::Create(Sgd(0.1f, 0.0f, true));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(OptimizerTest, AStepInPartsIsBitForBitTheWholeStep) {
+  OptimizerSpec adagrad;
+  adagrad.set_kind(OptimizerSpec::ADAGRAD);
+  adagrad.set_learning_rate(0.1f);
+  adagrad.set_initial_accumulator(0.1f);
+  adagrad.set_epsilon(1e-10f);
+  OptimizerSpec adam;
+  adam.set_kind(OptimizerSpec::ADAM);
+  adam.set_learning_rate(0.01f);
+  adam.set_beta1(0.9f);
+  adam.set_beta2(0.999f);
+  adam.set_epsilon(1e-8f);
+  adam.set_weight_decay(0.01f);
+  const size_t n = 1000;
+  for (const OptimizerSpec& spec :
+       {Sgd(0.1f), Sgd(0.1f, 0.9f), Sgd(0.1f, 0.9f, true, 0.01f), adagrad, adam}) {
+    auto opt = Optimizer::Create(spec);
+    ASSERT_TRUE(opt.ok()) << opt.status();
+    auto whole_state = (*opt)->NewState(n);
+    auto parts_state = (*opt)->NewState(n);
+    std::vector<float> whole(n), parts(n), g(n);
+    for (size_t i = 0; i < n; ++i) whole[i] = parts[i] = 0.01f * static_cast<float>(i % 37) - 0.2f;
+    for (int step = 0; step < 3; ++step) {
+      for (size_t i = 0; i < n; ++i) g[i] = 0.003f * static_cast<float>((i * 7 + step) % 29) - 0.04f;
+      (*opt)->Apply(absl::MakeSpan(whole), g, whole_state.get());
+      // Parts of uneven sizes, in order, as a step reads a gradient block by block.
+      for (size_t b = 0, k = 1; b < n; b += k, k = k * 3 + 1) {
+        const size_t m = std::min(k, n - b);
+        (*opt)->ApplyPart(parts.data() + b, g.data() + b, m, parts_state.get(), b);
+      }
+      (*opt)->FinishStep(parts_state.get());
+    }
+    EXPECT_EQ(parts, whole) << spec.ShortDebugString();
+    EXPECT_EQ(parts_state->slot0, whole_state->slot0) << spec.ShortDebugString();
+    EXPECT_EQ(parts_state->slot1, whole_state->slot1) << spec.ShortDebugString();
+    EXPECT_EQ(parts_state->step, 3);
+  }
 }
 
 }  // namespace

@@ -21,19 +21,63 @@
 namespace tessera::server {
 namespace internal {
 
-// A slice's reusable buffer for one worker's gradient. Owned by the slice's
-// pool while idle, by a PushSession while staging and by the slice's pending
-// map while a SYNC step waits for the other workers.
+// One worker's gradient for a slice, as pushed: elements copied into
+// `storage` (decoded chunks) or left in the network buffers they arrived in
+// (float32 chunks, read once by the optimizer step; see HeldBytes). Reused
+// across pushes: owned by the slice's pool while idle, by a PushSession while
+// staging and by the slice's pending map while a SYNC step waits for the
+// other workers.
 struct StagingBuffer {
-  // Not zeroed: a commit needs every element written (covered_count), and
-  // zeroing a large slice's buffer costs a pass over memory for nothing.
-  explicit StagingBuffer(size_t n) : storage(new float[n]), values(storage.get(), n) {}
+  explicit StagingBuffer(size_t n) : size(n) {}
+
+  // Where copied elements go; allocated on first use and kept. Not zeroed:
+  // a commit needs every element written (covered_count), and zeroing a large
+  // slice's buffer costs a pass over memory for nothing.
+  float* values() {
+    if (storage == nullptr) storage.reset(new float[size]);
+    return storage.get();
+  }
+
   void Reset() {
     covered.clear();
     covered_count = 0;
+    held.clear();
   }
+
+  // Elements [begin, begin + n) of the gradient: straight from `storage` when
+  // all of them were copied there, else gathered into `scratch` (n floats).
+  // REQUIRES: every element was written.
+  const float* Read(uint64_t begin, size_t n, float* scratch) const {
+    const uint64_t end = begin + n;
+    // The first held run ending after `begin`.
+    auto it = held.upper_bound(begin);
+    if (it != held.begin() && std::prev(it)->first + std::prev(it)->second.count > begin) --it;
+    if (it == held.end() || it->first >= end) return storage.get() + begin;
+    for (uint64_t p = begin; p < end;) {
+      if (it != held.end() && it->first <= p) {
+        const HeldRun& run = it->second;
+        const uint64_t k = std::min(end, it->first + run.count) - p;
+        run.bytes->CopyTo((p - it->first) * sizeof(float), k * sizeof(float),
+                          reinterpret_cast<char*>(scratch + (p - begin)));
+        p += k;
+        ++it;
+      } else {
+        const uint64_t next = it == held.end() ? end : std::min(end, it->first);
+        std::copy(storage.get() + p, storage.get() + next, scratch + (p - begin));
+        p = next;
+      }
+    }
+    return scratch;
+  }
+
+  const size_t size;  // elements: the slice's
   std::unique_ptr<float[]> storage;
-  absl::Span<float> values;
+  // Elements left in network buffers, by slice-local first element.
+  struct HeldRun {
+    uint64_t count;
+    std::shared_ptr<const HeldBytes> bytes;  // little-endian float32
+  };
+  std::map<uint64_t, HeldRun> held;
   // Elements written so far, as merged intervals of slice-local offsets.
   std::map<uint64_t, uint64_t> covered;
   uint64_t covered_count = 0;
@@ -73,7 +117,8 @@ struct Slice {
   // applied.
   std::map<int, int64_t> last_clock ABSL_GUARDED_BY(mu);
   std::vector<std::unique_ptr<StagingBuffer>> free_buffers ABSL_GUARDED_BY(mu);
-  std::vector<float> sum ABSL_GUARDED_BY(mu);  // SYNC aggregation scratch
+  // Blocks of gradient gathered or summed for a step (RunStep).
+  std::vector<float> scratch ABSL_GUARDED_BY(mu);
   absl::Status closed ABSL_GUARDED_BY(mu);     // non-OK once dropped or shut down
 };
 
@@ -189,8 +234,37 @@ absl::Status CheckPushable(const Job& job, Slice* s, int worker, int64_t clock)
   return absl::OkStatus();
 }
 
-void ApplyStep(Slice* s, absl::Span<const float> grad) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
-  s->optimizer->Apply(absl::MakeSpan(s->weights), grad, s->opt_state.get());
+// Elements per block of a step: 16 KiB of gradient, which stays in cache
+// between being gathered (or summed) and being applied.
+constexpr size_t kStepBlock = 4096;
+
+// One optimizer step from `grads` (one per worker, summed in rank order and
+// divided by their number when several), block by block, so a gradient still
+// in network buffers is read once, straight into the step. Bit for bit the
+// numbers of summing whole buffers and then calling Optimizer::Apply.
+void ApplyStep(Slice* s, const std::vector<std::unique_ptr<StagingBuffer>>& grads)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+  const size_t n = s->range.size();
+  const size_t block = std::min(n, kStepBlock);
+  s->scratch.resize(2 * block);
+  float* const sum = s->scratch.data();
+  float* const part = sum + block;
+  const float count = static_cast<float>(grads.size());
+  for (size_t b = 0; b < n; b += block) {
+    const size_t m = std::min(block, n - b);
+    const float* g = grads[0]->Read(b, m, sum);
+    if (grads.size() > 1) {
+      if (g != sum) std::copy(g, g + m, sum);
+      for (size_t r = 1; r < grads.size(); ++r) {
+        const float* v = grads[r]->Read(b, m, part);
+        for (size_t i = 0; i < m; ++i) sum[i] += v[i];
+      }
+      for (size_t i = 0; i < m; ++i) sum[i] /= count;
+      g = sum;
+    }
+    s->optimizer->ApplyPart(s->weights.data() + b, g, m, s->opt_state.get(), b);
+  }
+  s->optimizer->FinishStep(s->opt_state.get());
   ++s->version;
 }
 
@@ -207,21 +281,8 @@ struct QueuedStep {
 // step. A slice closed meanwhile applies nothing.
 void RunStep(const Job& job, Slice* s, QueuedStep& step) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
   if (s->closed.ok()) {
-    if (job.spec.mode() == SYNC && step.grads.size() == 1) {
-      ApplyStep(s, step.grads[0]->values);
-    } else if (job.spec.mode() == SYNC) {
-      const size_t n = s->range.size();
-      s->sum.resize(n);
-      std::copy(step.grads[0]->values.begin(), step.grads[0]->values.end(), s->sum.begin());
-      for (size_t g = 1; g < step.grads.size(); ++g) {
-        const float* v = step.grads[g]->values.data();
-        for (size_t i = 0; i < n; ++i) s->sum[i] += v[i];
-      }
-      const float count = static_cast<float>(step.grads.size());
-      for (size_t i = 0; i < n; ++i) s->sum[i] /= count;
-      ApplyStep(s, s->sum);
-    } else {
-      ApplyStep(s, step.grads[0]->values);
+    ApplyStep(s, step.grads);
+    if (job.spec.mode() != SYNC) {
       int64_t& last = s->last_clock.try_emplace(step.worker, -1).first->second;
       last = std::max(last, step.clock);
     }
@@ -409,15 +470,33 @@ absl::Status PushSession::AddChunk(absl::string_view tensor, uint64_t offset,
 
 absl::Status PushSession::AddChunkWith(absl::string_view tensor, uint64_t offset, size_t nbytes,
                                        absl::FunctionRef<absl::Status(char* dst)> fill) {
+  return AddChunkImpl(tensor, offset, nbytes, [&](StagingBuffer* b, uint64_t first) {
+    return fill(reinterpret_cast<char*>(b->values() + first));
+  });
+}
+
+absl::Status PushSession::AddChunkHeld(absl::string_view tensor, uint64_t offset,
+                                       std::shared_ptr<const HeldBytes> bytes) {
+  return AddChunkImpl(tensor, offset, bytes->size(), [&](StagingBuffer* b, uint64_t first) {
+    const uint64_t n = bytes->size() / sizeof(float);
+    b->held.emplace(first, StagingBuffer::HeldRun{n, std::move(bytes)});
+    return absl::OkStatus();
+  });
+}
+
+absl::Status PushSession::AddChunkImpl(
+    absl::string_view tensor, uint64_t offset, size_t nbytes,
+    absl::FunctionRef<absl::Status(StagingBuffer*, uint64_t)> place) {
   if (finished_) return absl::FailedPreconditionError("push session already committed");
   if (!error_.ok()) return error_;
-  absl::Status status = AddChunkImpl(tensor, offset, nbytes, fill);
+  absl::Status status = StageChunk(tensor, offset, nbytes, place);
   if (!status.ok()) error_ = status;
   return status;
 }
 
-absl::Status PushSession::AddChunkImpl(absl::string_view tensor, uint64_t offset, size_t nbytes,
-                                       absl::FunctionRef<absl::Status(char* dst)> fill) {
+absl::Status PushSession::StageChunk(
+    absl::string_view tensor, uint64_t offset, size_t nbytes,
+    absl::FunctionRef<absl::Status(StagingBuffer*, uint64_t)> place) {
   if (nbytes % sizeof(float) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "push to '", tensor, "' at offset ", offset, ": ", nbytes,
@@ -450,7 +529,7 @@ absl::Status PushSession::AddChunkImpl(absl::string_view tensor, uint64_t offset
         absl::StrCat("push to '", tensor, "': elements [", r.begin, ",", r.end,
                      ") overlap elements already pushed in this stream"));
   }
-  TESSERA_RETURN_IF_ERROR(fill(reinterpret_cast<char*>(b->values.data() + lb)));
+  TESSERA_RETURN_IF_ERROR(place(b, lb));
   // Insert [lb, le), merged with touching neighbours so in-order chunks keep
   // the map at one entry.
   uint64_t begin = lb, end = le;

@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "common/held_bytes.h"
 #include "common/range.h"
 #include "common/staleness.h"
 #include "proto/job.pb.h"
@@ -116,7 +117,8 @@ struct JobStats {
 };
 
 // One worker's gradient push for one clock, staged and then applied as a whole.
-// Chunks are copied into staging buffers that the slice reuses across pushes;
+// Chunks are copied into staging buffers that the slice reuses across pushes,
+// or held where they arrived (AddChunkHeld);
 // nothing reaches the weights before Commit(), and Commit() takes either
 // every touched slice or none, so a broken stream never half-applies.
 // Destroying a session without a successful Commit() discards it.
@@ -149,6 +151,11 @@ class PushSession {
   absl::Status AddChunkWith(absl::string_view tensor, uint64_t offset, size_t nbytes,
                             absl::FunctionRef<absl::Status(char* dst)> fill);
 
+  // As AddChunk, but the bytes stay where they are, shared with `bytes`,
+  // until the optimizer step reads them (no staging copy).
+  absl::Status AddChunkHeld(absl::string_view tensor, uint64_t offset,
+                            std::shared_ptr<const HeldBytes> bytes);
+
   // Takes the push. Every slice touched must be fully covered, else
   // INVALID_ARGUMENT "push to 'dense0/w' covered 10 of 1000 elements of slice
   // [0,1000)"; a push that touched nothing is INVALID_ARGUMENT. The checks of
@@ -169,8 +176,15 @@ class PushSession {
   friend class ShardStore;
   PushSession(std::shared_ptr<internal::Job> job, int worker, int64_t clock);
 
-  absl::Status AddChunkImpl(absl::string_view tensor, uint64_t offset, size_t nbytes,
-                            absl::FunctionRef<absl::Status(char* dst)> fill);
+  // Checks a chunk of `nbytes` bytes, then `place`s it in the slice's
+  // staging buffer at the given slice-local element; a failure fails the
+  // session.
+  absl::Status AddChunkImpl(
+      absl::string_view tensor, uint64_t offset, size_t nbytes,
+      absl::FunctionRef<absl::Status(internal::StagingBuffer*, uint64_t)> place);
+  absl::Status StageChunk(
+      absl::string_view tensor, uint64_t offset, size_t nbytes,
+      absl::FunctionRef<absl::Status(internal::StagingBuffer*, uint64_t)> place);
   absl::Status CommitImpl();
   void ReleaseBuffers();
 

@@ -1,7 +1,10 @@
 #include "common/rpc/chunk_codec.h"
 
+#include <algorithm>
 #include <cstring>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -86,17 +89,76 @@ grpc::ByteBuffer EncodeChunkHeaderLast(
   return grpc::ByteBuffer(&used, 1);
 }
 
+namespace {
+
+// A payload held in gRPC slices: sub-slices sharing the receive buffers.
+class SliceBytes final : public HeldBytes {
+ public:
+  explicit SliceBytes(std::vector<grpc::Slice> slices) : slices_(std::move(slices)) {
+    ends_.reserve(slices_.size());
+    size_t end = 0;
+    for (const grpc::Slice& s : slices_) ends_.push_back(end += s.size());
+  }
+
+  size_t size() const override { return ends_.empty() ? 0 : ends_.back(); }
+
+  void CopyTo(size_t pos, size_t n, char* dst) const override {
+    // The first slice ending after pos, then onward.
+    size_t i = std::upper_bound(ends_.begin(), ends_.end(), pos) - ends_.begin();
+    while (n > 0) {
+      const size_t begin = ends_[i] - slices_[i].size();
+      const size_t k = std::min(n, ends_[i] - pos);
+      std::memcpy(dst, slices_[i].begin() + (pos - begin), k);
+      dst += k;
+      pos += k;
+      n -= k;
+      ++i;
+    }
+  }
+
+ private:
+  std::vector<grpc::Slice> slices_;
+  std::vector<size_t> ends_;  // ends_[i]: bytes in slices_[0..i]
+};
+
+}  // namespace
+
+absl::Status ChunkPayload::Use() {
+  if (used_) return absl::FailedPreconditionError("chunk payload used twice");
+  used_ = true;
+  return absl::OkStatus();
+}
+
 absl::Status ChunkPayload::ReadTo(char* dst) {
-  if (read_) return absl::FailedPreconditionError("chunk payload read twice");
-  read_ = true;
-  if (bytes_ != nullptr) {
-    std::memcpy(dst, bytes_, size_);
+  if (absl::Status st = Use(); !st.ok()) return st;
+  if (deferred_ != nullptr) {
+    std::memcpy(dst, deferred_->data(), size_);
     return absl::OkStatus();
   }
   if (!in_->ReadRaw(dst, static_cast<int>(size_))) {
     return absl::DataLossError("chunk payload ends early");
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const HeldBytes>> ChunkPayload::Hold() {
+  if (absl::Status st = Use(); !st.ok()) return st;
+  if (deferred_ != nullptr) return std::make_shared<StringHeldBytes>(std::move(*deferred_));
+  std::vector<grpc::Slice> all;
+  if (!buffer_->Dump(&all).ok()) return absl::DataLossError("chunk payload unreadable");
+  // Sub-slices share the memory: the ones covering [at_, at_ + size_).
+  std::vector<grpc::Slice> held;
+  size_t begin = 0;
+  for (const grpc::Slice& s : all) {
+    const size_t end = begin + s.size();
+    const size_t from = std::max(begin, at_);
+    const size_t to = std::min(end, at_ + size_);
+    if (from < to) held.push_back(s.sub(from - begin, to - begin));
+    begin = end;
+  }
+  auto bytes = std::make_shared<SliceBytes>(std::move(held));
+  if (bytes->size() != size_) return absl::DataLossError("chunk payload ends early");
+  return bytes;
 }
 
 absl::Status DecodeChunk(grpc::ByteBuffer* buffer, google::protobuf::MessageLite* header,
@@ -125,7 +187,7 @@ absl::Status DecodeChunk(grpc::ByteBuffer* buffer, google::protobuf::MessageLite
         // The payload ends the message (as EncodeChunk writes it): the header
         // is complete, so the bytes can go straight to their destination.
         if (!header->MergeFromString(fields)) return Malformed("bad header fields");
-        ChunkPayload payload(&in, nullptr, size);
+        ChunkPayload payload(buffer, &in, at, size);
         return on_payload(payload);
       }
       deferred.resize(size);
@@ -139,7 +201,7 @@ absl::Status DecodeChunk(grpc::ByteBuffer* buffer, google::protobuf::MessageLite
     if (!WireFormatLite::SkipField(&in, tag, &out)) return Malformed("bad field");
   }
   if (!header->MergeFromString(fields)) return Malformed("bad header fields");
-  ChunkPayload payload(nullptr, deferred.data(), deferred.size());
+  ChunkPayload payload(&deferred);
   return on_payload(payload);
 }
 

@@ -9,12 +9,17 @@
 //           gRPC-owned buffer (protobuf would copy it into a string, then
 //           serialize the string: two copies);
 //   decode: the payload copied once, from gRPC's receive slices straight into
-//           its destination (parameter or staging memory).
+//           its destination (parameter or staging memory), or not at all:
+//           kept in those slices until it is used (ChunkPayload::Hold).
 
 #include <cstddef>
+#include <memory>
+#include <string>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/held_bytes.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/message_lite.h"
 #include "grpcpp/support/byte_buffer.h"
@@ -42,24 +47,38 @@ grpc::ByteBuffer EncodeChunkHeaderLast(
     int payload_field, size_t max_header_bytes, size_t nbytes,
     absl::FunctionRef<const google::protobuf::MessageLite&(char* dst)> fill);
 
-// The payload of a chunk being decoded: `size()` bytes that ReadTo copies out.
+// The payload of a chunk being decoded: `size()` bytes that ReadTo copies out
+// or Hold keeps where they are.
 class ChunkPayload {
  public:
   size_t size() const { return size_; }
-  // Copies the payload to dst (size() bytes). At most once; DATA_LOSS if the
-  // buffer ends early.
+  // Copies the payload to dst (size() bytes). DATA_LOSS if the buffer ends
+  // early. At most once, and not after Hold.
   absl::Status ReadTo(char* dst);
+  // The payload without a copy: the returned bytes share gRPC's receive
+  // slices (or the decoder's copy of a payload that came before header
+  // fields), which stay alive as long as they do. At most once, and not
+  // after ReadTo.
+  absl::StatusOr<std::shared_ptr<const HeldBytes>> Hold();
 
  private:
   friend absl::Status DecodeChunk(grpc::ByteBuffer*, google::protobuf::MessageLite*, int,
                                   absl::FunctionRef<absl::Status(ChunkPayload&)>);
-  ChunkPayload(google::protobuf::io::CodedInputStream* in, const char* bytes, size_t size)
-      : in_(in), bytes_(bytes), size_(size) {}
+  // The payload at bytes [at, at + size) of `buffer`, the last field, next in `in`.
+  ChunkPayload(grpc::ByteBuffer* buffer, google::protobuf::io::CodedInputStream* in, size_t at,
+               size_t size)
+      : buffer_(buffer), in_(in), at_(at), size_(size) {}
+  // The payload copied aside while the fields after it were read.
+  explicit ChunkPayload(std::string* deferred) : deferred_(deferred), size_(deferred->size()) {}
 
-  google::protobuf::io::CodedInputStream* in_;  // reads from the stream, or
-  const char* bytes_;                           // from a copy when not null
+  absl::Status Use();  // FAILED_PRECONDITION on a second use
+
+  grpc::ByteBuffer* buffer_ = nullptr;
+  google::protobuf::io::CodedInputStream* in_ = nullptr;
+  size_t at_ = 0;
+  std::string* deferred_ = nullptr;
   size_t size_;
-  bool read_ = false;
+  bool used_ = false;
 };
 
 // Decodes a chunk from `buffer` (consumed): every field but `payload_field`

@@ -1,7 +1,10 @@
 #include "common/rpc/chunk_codec.h"
 
+#include <algorithm>
 #include <cstring>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -145,6 +148,52 @@ TEST(ChunkCodecTest, DecodesAPayloadThatHeaderFieldsFollow) {
   ASSERT_TRUE(st.ok()) << st;
   EXPECT_EQ(decoded.tensor(), "b");
   EXPECT_EQ(out, v);
+}
+
+TEST(ChunkCodecTest, HoldKeepsThePayloadInTheReceiveSlicesAndCopiesAnyRangeOut) {
+  const std::vector<float> v = Values(1001);
+  const size_t nbytes = v.size() * sizeof(float);
+  PushChunk header;
+  header.set_tensor("dense0/w");
+  header.set_offset(8);
+  const std::string bytes = Flatten(EncodeChunk(
+      header, PushChunk::kValuesFieldNumber, nbytes,
+      [&](char* dst) { std::memcpy(dst, v.data(), nbytes); }));
+  // Whole; 7-byte slices, so floats straddle slices; and the deferred copy
+  // taken when header fields follow the payload (foreign field order).
+  PushChunk foreign = header;
+  foreign.set_values(reinterpret_cast<const char*>(v.data()), nbytes);
+  foreign.set_encoding(COMPRESSION_NONE);
+  foreign.set_scale(2.0f);  // field 9, after the payload (6)
+  const std::vector<std::pair<std::string, size_t>> cases = {
+      {bytes, bytes.size()}, {bytes, 7}, {foreign.SerializeAsString(), 5}};
+  for (const auto& [wire, piece] : cases) {
+    std::shared_ptr<const HeldBytes> held;
+    {
+      grpc::ByteBuffer in = Fragmented(wire, piece);
+      PushChunk decoded;
+      ASSERT_TRUE(DecodeChunk(&in, &decoded, PushChunk::kValuesFieldNumber,
+                              [&](ChunkPayload& payload) -> absl::Status {
+                                auto h = payload.Hold();
+                                if (!h.ok()) return h.status();
+                                held = *std::move(h);
+                                std::string sink(payload.size(), '\0');
+                                EXPECT_EQ(payload.ReadTo(sink.data()).code(),
+                                          absl::StatusCode::kFailedPrecondition);
+                                return absl::OkStatus();
+                              })
+                      .ok());
+    }  // the buffer is gone; the held bytes keep its slices
+    ASSERT_EQ(held->size(), nbytes) << piece;
+    std::vector<float> out(v.size(), -1.0f);
+    held->CopyTo(0, nbytes, reinterpret_cast<char*>(out.data()));
+    EXPECT_EQ(out, v) << "slices of " << piece << " bytes";
+    // A range starting and ending inside slices.
+    std::vector<float> part(300);
+    held->CopyTo(101 * sizeof(float), part.size() * sizeof(float),
+                 reinterpret_cast<char*>(part.data()));
+    EXPECT_TRUE(std::equal(part.begin(), part.end(), v.begin() + 101)) << piece;
+  }
 }
 
 TEST(ChunkCodecTest, ANoPayloadChunkStillReachesTheCallback) {

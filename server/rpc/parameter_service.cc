@@ -109,9 +109,11 @@ class PushReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
                                          "-byte chunk limit"));
                                    }
                                    if (header.encoding() == COMPRESSION_NONE) {
-                                     return session_->AddChunkWith(
-                                         header.tensor(), header.offset(), payload.size(),
-                                         [&](char* dst) { return payload.ReadTo(dst); });
+                                     // Left in gRPC's receive buffers until
+                                     // the optimizer step reads it.
+                                     TESSERA_ASSIGN_OR_RETURN(auto bytes, payload.Hold());
+                                     return session_->AddChunkHeld(
+                                         header.tensor(), header.offset(), std::move(bytes));
                                    }
                                    return AddCompressed(header, payload);
                                  });
