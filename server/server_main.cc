@@ -138,9 +138,10 @@ int Run(const ServerOptions& opts) {
       opts.advertise_host.empty() ? opts.host : opts.advertise_host, server.port());
   spdlog::info(
       "tessera-server '{}' listening on {} (advertised {}); scheduler {}, max_pull_wait {}s, "
-      "register_timeout {}s, log_level {}, port_file '{}'",
+      "register_timeout {}s, log_level {}, port_file '{}', malloc on {}",
       name, JoinHostPort(opts.host, server.port()), advertise, opts.scheduler,
-      opts.max_pull_wait_s, opts.register_timeout_s, opts.log_level, opts.port_file);
+      opts.max_pull_wait_s, opts.register_timeout_s, opts.log_level, opts.port_file,
+      HugePageMallocEnabled() ? "huge pages" : "4 KiB pages");
   if (!opts.port_file.empty()) {
     s = WriteFileAtomically(opts.port_file, absl::StrCat(server.port(), "\n"));
     if (!s.ok()) {
@@ -185,6 +186,7 @@ int Run(const ServerOptions& opts) {
 }  // namespace tessera::server
 
 int main(int argc, char** argv) {
+  tessera::RestartWithHugePageMalloc(argv);
   // Before any thread exists, so every thread inherits the mask.
   tessera::BlockTerminationSignals();
   tessera::KeepLargeAllocations();

@@ -552,6 +552,10 @@ int Main() {
   const uint64_t tcp_bytes = quick ? 256 * kMiB : 1024 * kMiB;
   std::printf("tessera-bench-pushpull: %d server(s) x %d worker(s), ASYNC, loopback gRPC; "
               "GB = 1e9 bytes\n", servers, workers);
+  std::printf("malloc: %s\n", tessera::HugePageMallocEnabled()
+                                  ? "transparent huge pages (glibc.malloc.hugetlb=1)"
+                                  : "4 KiB pages (huge pages off: TESSERA_HUGE_PAGES=0, or THP "
+                                    "disabled on this machine)");
   std::fflush(stdout);
   absl::StatusOr<TcpResult> tcp = RunTcpBaseline(tcp_bytes);
   if (!tcp.ok()) return fail(std::string(tcp.status().message()));
@@ -624,6 +628,7 @@ int Main() {
 }  // namespace tessera::tools
 
 int main(int argc, char** argv) {
+  tessera::RestartWithHugePageMalloc(argv);
   // The same allocator setting as tessera-server and tessera-worker: without it
   // every chunk buffer over 128 KiB is a fresh mmap and page-faults on each use.
   tessera::KeepLargeAllocations();

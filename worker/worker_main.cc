@@ -33,6 +33,7 @@ ABSL_FLAG(int, pull_timeout_s, 300,
           "How long a pull may wait for fresher parameters (sync barrier) before failing.");
 
 int main(int argc, char** argv) {
+  tessera::RestartWithHugePageMalloc(argv);
   tessera::BlockTerminationSignals();
   tessera::KeepLargeAllocations();
   tessera::DisableMutexDeadlockDetection();
