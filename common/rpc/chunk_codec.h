@@ -81,13 +81,14 @@ class ChunkPayload {
   bool used_ = false;
 };
 
-// Decodes a chunk from `buffer` (consumed): every field but `payload_field`
-// into *header (cleared first), then calls `on_payload` once with the header
+// Decodes a chunk from `buffer`: every field but `payload_field` into
+// *header (cleared first), then calls `on_payload` once with the header
 // complete and the payload not yet copied, so the callee can check the header
 // and choose where the bytes go (a chunk without payload gives size 0). If
-// on_payload does not call ReadTo, the payload is skipped. Returns the first
-// error: INVALID_ARGUMENT for bytes that are not such a message (truncated,
-// two payload fields), or what on_payload returns.
+// on_payload calls neither ReadTo nor Hold, the payload is skipped. `buffer`
+// may be reused afterwards: held bytes keep references of their own. Returns
+// the first error: INVALID_ARGUMENT for bytes that are not such a message
+// (truncated, two payload fields), or what on_payload returns.
 absl::Status DecodeChunk(grpc::ByteBuffer* buffer, google::protobuf::MessageLite* header,
                          int payload_field,
                          absl::FunctionRef<absl::Status(ChunkPayload&)> on_payload);

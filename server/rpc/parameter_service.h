@@ -19,6 +19,13 @@ namespace tessera::server {
 // (median of 3), 256 KiB pieces at 60-73%; 4 MiB is past the chunk limit.
 inline constexpr size_t kPullPieceBytes = kMaxChunkBytes;
 
+// Pushed float32 chunks of at least this many bytes stay in gRPC's receive
+// slices until the optimizer step reads them (PushSession::AddChunkHeld);
+// smaller ones are copied into the staging buffer. A held chunk pins the
+// whole receive buffers it lies in, so tiny chunks are not held: that
+// bounds what a push pins to about its own size.
+inline constexpr size_t kMinHeldChunkBytes = size_t{64} << 10;
+
 // The gRPC face of a ShardStore. Thin: validates each request, calls the
 // store, maps the status with ToGrpcStatus. Push and Pull use the callback
 // API on raw byte buffers (common/rpc/chunk_codec.h): a pushed payload is
