@@ -18,6 +18,26 @@ OptimizerSpec Sgd(float lr, float momentum = 0, bool nesterov = false, float wd 
   return s;
 }
 
+OptimizerSpec Adagrad(float lr, float initial_accumulator, float epsilon) {
+  OptimizerSpec s;
+  s.set_kind(OptimizerSpec::ADAGRAD);
+  s.set_learning_rate(lr);
+  s.set_initial_accumulator(initial_accumulator);
+  s.set_epsilon(epsilon);
+  return s;
+}
+
+OptimizerSpec Adam(float lr, float wd = 0) {
+  OptimizerSpec s;
+  s.set_kind(OptimizerSpec::ADAM);
+  s.set_learning_rate(lr);
+  s.set_beta1(0.9f);
+  s.set_beta2(0.999f);
+  s.set_epsilon(1e-8f);
+  s.set_weight_decay(wd);
+  return s;
+}
+
 // Runs `steps` (one gradient vector each) through a fresh optimizer.
 std::vector<float> RunSteps(const OptimizerSpec& spec, std::vector<float> w,
                        const std::vector<std::vector<float>>& steps) {
@@ -57,11 +77,7 @@ TEST(OptimizerTest, NesterovMomentum) {
 }
 
 TEST(OptimizerTest, Adagrad) {
-  OptimizerSpec s;
-  s.set_kind(OptimizerSpec::ADAGRAD);
-  s.set_learning_rate(0.1f);
-  s.set_initial_accumulator(0.1f);
-  s.set_epsilon(1e-10f);
+  const OptimizerSpec s = Adagrad(0.1f, 0.1f, 1e-10f);
   // acc = 4.1, w = 1 - 0.2 / sqrt(4.1); acc = 8.1, w -= 0.2 / sqrt(8.1).
   auto w = RunSteps(s, {1.0f}, {{2.0f}});
   EXPECT_NEAR(w[0], 0.9012270403, 1e-6);
@@ -70,12 +86,7 @@ TEST(OptimizerTest, Adagrad) {
 }
 
 TEST(OptimizerTest, AdamIsBiasCorrected) {
-  OptimizerSpec s;
-  s.set_kind(OptimizerSpec::ADAM);
-  s.set_learning_rate(0.1f);
-  s.set_beta1(0.9f);
-  s.set_beta2(0.999f);
-  s.set_epsilon(1e-8f);
+  const OptimizerSpec s = Adam(0.1f);
   // Step 1: m^ = g, v^ = g^2, so the step is lr * sign(g).
   auto w = RunSteps(s, {1.0f}, {{2.0f}});
   EXPECT_NEAR(w[0], 0.9, 1e-6);
@@ -118,21 +129,10 @@ TEST(OptimizerTest, RejectsBadSpecs) {
 }
 
 TEST(OptimizerTest, AStepInPartsIsBitForBitTheWholeStep) {
-  OptimizerSpec adagrad;
-  adagrad.set_kind(OptimizerSpec::ADAGRAD);
-  adagrad.set_learning_rate(0.1f);
-  adagrad.set_initial_accumulator(0.1f);
-  adagrad.set_epsilon(1e-10f);
-  OptimizerSpec adam;
-  adam.set_kind(OptimizerSpec::ADAM);
-  adam.set_learning_rate(0.01f);
-  adam.set_beta1(0.9f);
-  adam.set_beta2(0.999f);
-  adam.set_epsilon(1e-8f);
-  adam.set_weight_decay(0.01f);
   const size_t n = 1000;
   for (const OptimizerSpec& spec :
-       {Sgd(0.1f), Sgd(0.1f, 0.9f), Sgd(0.1f, 0.9f, true, 0.01f), adagrad, adam}) {
+       {Sgd(0.1f), Sgd(0.1f, 0.9f), Sgd(0.1f, 0.9f, true, 0.01f), Adagrad(0.1f, 0.1f, 1e-10f),
+        Adam(0.01f, 0.01f)}) {
     auto opt = Optimizer::Create(spec);
     ASSERT_TRUE(opt.ok()) << opt.status();
     auto whole_state = (*opt)->NewState(n);
