@@ -176,12 +176,12 @@ class PushSession {
   friend class ShardStore;
   PushSession(std::shared_ptr<internal::Job> job, int worker, int64_t clock);
 
-  // Checks a chunk of `nbytes` bytes, then `place`s it in the slice's
-  // staging buffer at the given slice-local element; a failure fails the
-  // session.
+  // StageChunk, after which an error fails the session for good.
   absl::Status AddChunkImpl(
       absl::string_view tensor, uint64_t offset, size_t nbytes,
       absl::FunctionRef<absl::Status(internal::StagingBuffer*, uint64_t)> place);
+  // Checks a chunk of `nbytes` bytes (size, slice, liveness, overlap), then
+  // `place`s it in the slice's staging buffer at its slice-local first element.
   absl::Status StageChunk(
       absl::string_view tensor, uint64_t offset, size_t nbytes,
       absl::FunctionRef<absl::Status(internal::StagingBuffer*, uint64_t)> place);
