@@ -199,6 +199,12 @@ absl::Status CheckPreconditioning(const CompressionSpec& compression,
         "precondition gradients without seeing the weights), got ",
         optimizer.weight_decay()));
   }
+  if (!(optimizer.beta2() >= 0 && optimizer.beta2() < 1) || !(optimizer.epsilon() >= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "compression.precondition_on_worker needs optimizer.beta2 in [0, 1) and "
+        "optimizer.epsilon >= 0, got ",
+        optimizer.beta2(), " and ", optimizer.epsilon()));
+  }
   return absl::OkStatus();
 }
 

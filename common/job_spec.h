@@ -45,7 +45,8 @@ bool PreconditionedOnWorker(const CompressionSpec& spec, const TensorSpec& tenso
 
 // OK unless compression.precondition_on_worker is set for an optimizer it
 // cannot split: anything but adam, or a weight_decay (the workers do not see
-// the weights). INVALID_ARGUMENT naming the field otherwise.
+// the weights), or a beta2/epsilon the workers' second moment cannot use.
+// INVALID_ARGUMENT naming the field otherwise.
 absl::Status CheckPreconditioning(const CompressionSpec& compression,
                                   const OptimizerSpec& optimizer);
 

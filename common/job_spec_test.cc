@@ -134,5 +134,24 @@ TEST(JobSpecTest, PreconditionedOnWorkerOnlyForErrorFeedbackCodecs) {
   EXPECT_FALSE(PreconditionedOnWorker(c, t));  // below min_elements: fp32
 }
 
+TEST(JobSpecTest, PreconditioningNeedsAdamsSecondMomentSettings) {
+  // A plan built by hand (the worker checks it too) may skip ValidateJobSpec.
+  CompressionSpec c;
+  c.set_precondition_on_worker(true);
+  OptimizerSpec adam;
+  adam.set_kind(OptimizerSpec::ADAM);
+  adam.set_beta2(0.999f);
+  adam.set_epsilon(1e-8f);
+  EXPECT_TRUE(CheckPreconditioning(c, adam).ok());
+  adam.set_beta2(1.0f);
+  EXPECT_EQ(CheckPreconditioning(c, adam).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(CheckPreconditioning(c, adam).message().find("optimizer.beta2"), std::string::npos);
+  adam.set_beta2(0.999f);
+  adam.set_epsilon(-1.0f);
+  EXPECT_EQ(CheckPreconditioning(c, adam).code(), absl::StatusCode::kInvalidArgument);
+  c.set_precondition_on_worker(false);
+  EXPECT_TRUE(CheckPreconditioning(c, adam).ok());  // off: nothing to check
+}
+
 }  // namespace
 }  // namespace tessera

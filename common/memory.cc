@@ -15,11 +15,12 @@ namespace tessera {
 
 namespace {
 constexpr char kTunable[] = "glibc.malloc.hugetlb";
+constexpr char kTunableOn[] = "glibc.malloc.hugetlb=1";
 }  // namespace
 
 bool HugePageMallocEnabled() {
   const char* tunables = std::getenv("GLIBC_TUNABLES");
-  return tunables != nullptr && std::strstr(tunables, "glibc.malloc.hugetlb=1") != nullptr;
+  return tunables != nullptr && std::strstr(tunables, kTunableOn) != nullptr;
 }
 
 void RestartWithHugePageMalloc(char** argv) {
@@ -32,8 +33,7 @@ void RestartWithHugePageMalloc(char** argv) {
   std::stringstream mode;
   mode << thp.rdbuf();
   if (!thp || mode.str().find("[never]") != std::string::npos) return;
-  const std::string value =
-      current.empty() ? std::string(kTunable) + "=1" : current + ":" + kTunable + "=1";
+  const std::string value = current.empty() ? kTunableOn : current + ":" + kTunableOn;
   if (setenv("GLIBC_TUNABLES", value.c_str(), 1) != 0) return;
   execv("/proc/self/exe", argv);
   // Still here: run on as we are, without leaving the tunable to children.

@@ -554,8 +554,9 @@ int Main() {
               "GB = 1e9 bytes\n", servers, workers);
   std::printf("malloc: %s\n", tessera::HugePageMallocEnabled()
                                   ? "transparent huge pages (glibc.malloc.hugetlb=1)"
-                                  : "4 KiB pages (huge pages off: TESSERA_HUGE_PAGES=0, or THP "
-                                    "disabled on this machine)");
+                                  : "4 KiB pages (glibc.malloc.hugetlb is not 1: "
+                                    "TESSERA_HUGE_PAGES=0, GLIBC_TUNABLES set otherwise, or THP "
+                                    "off on this machine)");
   std::fflush(stdout);
   absl::StatusOr<TcpResult> tcp = RunTcpBaseline(tcp_bytes);
   if (!tcp.ok()) return fail(std::string(tcp.status().message()));

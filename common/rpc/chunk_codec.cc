@@ -156,9 +156,7 @@ absl::StatusOr<std::shared_ptr<const HeldBytes>> ChunkPayload::Hold() {
     if (from < to) held.push_back(s.sub(from - begin, to - begin));
     begin = end;
   }
-  auto bytes = std::make_shared<SliceBytes>(std::move(held));
-  if (bytes->size() != size_) return absl::DataLossError("chunk payload ends early");
-  return bytes;
+  return std::make_shared<SliceBytes>(std::move(held));
 }
 
 absl::Status DecodeChunk(grpc::ByteBuffer* buffer, google::protobuf::MessageLite* header,

@@ -108,20 +108,19 @@ class PushReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
                                          payload.size(), " bytes exceeds the ", kMaxChunkBytes,
                                          "-byte chunk limit"));
                                    }
-                                   if (header.encoding() == COMPRESSION_NONE &&
-                                       payload.size() >= kMinHeldChunkBytes) {
+                                   if (header.encoding() != COMPRESSION_NONE) {
+                                     return AddCompressed(header, payload);
+                                   }
+                                   if (payload.size() >= kMinHeldChunkBytes) {
                                      // Left in gRPC's receive buffers until
                                      // the optimizer step reads it.
                                      TESSERA_ASSIGN_OR_RETURN(auto bytes, payload.Hold());
                                      return session_->AddChunkHeld(
                                          header.tensor(), header.offset(), std::move(bytes));
                                    }
-                                   if (header.encoding() == COMPRESSION_NONE) {
-                                     return session_->AddChunkWith(
-                                         header.tensor(), header.offset(), payload.size(),
-                                         [&](char* dst) { return payload.ReadTo(dst); });
-                                   }
-                                   return AddCompressed(header, payload);
+                                   return session_->AddChunkWith(
+                                       header.tensor(), header.offset(), payload.size(),
+                                       [&](char* dst) { return payload.ReadTo(dst); });
                                  });
     return ToGrpcStatus(s);
   }

@@ -28,9 +28,11 @@ inline constexpr size_t kMinHeldChunkBytes = size_t{64} << 10;
 
 // The gRPC face of a ShardStore. Thin: validates each request, calls the
 // store, maps the status with ToGrpcStatus. Push and Pull use the callback
-// API on raw byte buffers (common/rpc/chunk_codec.h): a pushed payload is
-// decoded straight into the slice's staging buffer, a pulled piece copied
-// from the slice straight into the outgoing buffer; the rest is synchronous.
+// API on raw byte buffers (common/rpc/chunk_codec.h): a pushed float32
+// payload of kMinHeldChunkBytes or more stays in gRPC's receive slices until
+// the optimizer step reads it (a smaller or compressed one is decoded into
+// the slice's staging buffer), a pulled piece is copied from the slice
+// straight into the outgoing buffer; the rest is synchronous.
 //   Push: the first chunk fixes job/worker/clock (a later chunk that differs is
 //         INVALID_ARGUMENT); each chunk is staged; the push is committed when
 //         the client half-closes, and discarded if the stream breaks.

@@ -347,15 +347,7 @@ absl::StatusOr<std::unique_ptr<GrpcParameterClient>> GrpcParameterClient::Create
           " elements)"));
     }
   }
-  if (plan.compression().precondition_on_worker()) {
-    TESSERA_RETURN_IF_ERROR_CTX(CheckPreconditioning(plan.compression(), plan.optimizer()), "plan");
-    const OptimizerSpec& opt = plan.optimizer();
-    if (!(opt.beta2() >= 0 && opt.beta2() < 1) || !(opt.epsilon() >= 0)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "plan: precondition_on_worker needs beta2 in [0, 1) and epsilon >= 0, got ",
-          opt.beta2(), " and ", opt.epsilon()));
-    }
-  }
+  TESSERA_RETURN_IF_ERROR_CTX(CheckPreconditioning(plan.compression(), plan.optimizer()), "plan");
   return std::unique_ptr<GrpcParameterClient>(
       new GrpcParameterClient(job_id, rank, plan, options));
 }
