@@ -152,6 +152,34 @@ TEST_F(PsClientTest, PlainPushAndPullMoveExactValues) {
   EXPECT_EQ(bytes.push_raw, (kW + kB) * 4);
 }
 
+TEST_F(PsClientTest, PullsSplitOverChannelsMoveExactValues) {
+  StartJob(CompressionSpec());
+  const std::vector<float> gw = Gradient(kW, 7), gb = Gradient(kB, 8);
+  ASSERT_TRUE(Push(0, gw, gb).ok());
+  const std::vector<float> w = Held("w", kW), b = Held("b", kB);
+  // Each server holds ~1.5 MiB: 1 to 5 stripes, cutting "w" anywhere and, on
+  // the second server, running from "w" into "b".
+  for (int channels : {1, 2, 3, 5, 16}) {
+    worker::PsClientOptions options;
+    options.channels_per_server = channels;
+    auto client = GrpcParameterClient::Create("j", 0, plan_, options);
+    ASSERT_TRUE(client.ok()) << client.status();
+    std::vector<float> pw(kW, NAN), pb(kB, NAN);
+    std::vector<absl::Span<float>> spans = {absl::MakeSpan(pw), absl::MakeSpan(pb)};
+    int64_t view = -5;
+    ASSERT_TRUE((*client)->Pull(1, absl::MakeConstSpan(spans), &view).ok()) << channels;
+    EXPECT_EQ(view, 0);
+    ASSERT_EQ(pw, w) << channels << " channels";
+    ASSERT_EQ(pb, b) << channels << " channels";
+  }
+  for (int channels : {0, -1, worker::kMaxChannelsPerServer + 1}) {
+    worker::PsClientOptions options;
+    options.channels_per_server = channels;
+    auto client = GrpcParameterClient::Create("j", 0, plan_, options);
+    EXPECT_EQ(client.status().code(), absl::StatusCode::kInvalidArgument) << channels;
+  }
+}
+
 TEST_F(PsClientTest, StreamedPushInAnyOrderAndAStartedPull) {
   StartJob(CompressionSpec());
   const std::vector<float> w0 = Initial(0);

@@ -80,6 +80,9 @@ ABSL_FLAG(std::string, compression, "none",
           "Transfer codec of the tensor: none, fp16, bf16, topk (1% of each chunk, error "
           "feedback) or onebit. Goodput counts float32 tensor bytes; 'wire' is the share "
           "of them that crossed the wire.");
+ABSL_FLAG(int, channels, tessera::worker::PsClientOptions().channels_per_server,
+          "gRPC channels (TCP connections) from each worker to each server; a large pull "
+          "is split over them.");
 ABSL_FLAG(int, repeat, 1,
           "Run every cell this many times, each right after its own raw TCP baseline, and "
           "report the repetition with the median %% of TCP (for shared, noisy machines).");
@@ -336,7 +339,9 @@ class Bench {
     std::vector<std::unique_ptr<worker::GrpcParameterClient>> clients;
     std::vector<std::vector<float>> grads(num_workers_), params(num_workers_);
     for (int w = 0; w < num_workers_; ++w) {
-      auto client = worker::GrpcParameterClient::Create(kJobId, w, plan_);
+      worker::PsClientOptions options;
+      options.channels_per_server = absl::GetFlag(FLAGS_channels);
+      auto client = worker::GrpcParameterClient::Create(kJobId, w, plan_, options);
       if (!client.ok()) return client.status();
       clients.push_back(std::move(*client));
       grads[w].assign(n, 1e-3f);
@@ -498,6 +503,10 @@ int Main() {
   };
   if (servers < 1 || servers > 64) return fail("--servers must be in [1, 64]");
   if (workers < 1 || workers > 256) return fail("--workers must be in [1, 256]");
+  const int channels = absl::GetFlag(FLAGS_channels);
+  if (channels < 1 || channels > worker::kMaxChannelsPerServer) {
+    return fail(absl::StrCat("--channels must be in [1, ", worker::kMaxChannelsPerServer, "]"));
+  }
   if (iterations < 0 || iterations > kMaxIterations) {
     return fail(absl::StrCat("--iterations must be in [0, ", kMaxIterations, "]"));
   }
@@ -550,8 +559,9 @@ int Main() {
   spdlog::set_level(spdlog::level::warn);
 
   const uint64_t tcp_bytes = quick ? 256 * kMiB : 1024 * kMiB;
-  std::printf("tessera-bench-pushpull: %d server(s) x %d worker(s), ASYNC, loopback gRPC; "
-              "GB = 1e9 bytes\n", servers, workers);
+  std::printf("tessera-bench-pushpull: %d server(s) x %d worker(s), %d channel(s) per "
+              "worker and server, ASYNC, loopback gRPC; GB = 1e9 bytes\n",
+              servers, workers, channels);
   std::printf("malloc: %s\n", tessera::HugePageMallocEnabled()
                                   ? "transparent huge pages (glibc.malloc.hugetlb=1)"
                                   : "4 KiB pages (glibc.malloc.hugetlb is not 1: "

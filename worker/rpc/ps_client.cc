@@ -348,6 +348,11 @@ absl::StatusOr<std::unique_ptr<GrpcParameterClient>> GrpcParameterClient::Create
     }
   }
   TESSERA_RETURN_IF_ERROR_CTX(CheckPreconditioning(plan.compression(), plan.optimizer()), "plan");
+  if (options.channels_per_server < 1 || options.channels_per_server > kMaxChannelsPerServer) {
+    return absl::InvalidArgumentError(absl::StrCat("channels_per_server is ",
+                                                   options.channels_per_server, "; want 1..",
+                                                   kMaxChannelsPerServer));
+  }
   return std::unique_ptr<GrpcParameterClient>(
       new GrpcParameterClient(job_id, rank, plan, options));
 }
@@ -378,7 +383,9 @@ GrpcParameterClient::GrpcParameterClient(std::string job_id, int rank, const Ten
     if (s.slices_size() == 0) continue;
     Server server;
     server.address = s.address();
-    server.stub = std::make_unique<grpc::GenericStub>(MakeChannel(s.address()));
+    for (int c = 0; c < options.channels_per_server; ++c) {
+      server.stubs.push_back(std::make_unique<grpc::GenericStub>(MakeChannel(s.address())));
+    }
     for (const TensorSlice& slice : s.slices()) {
       const int t = static_cast<int>(
           std::find(tensor_names_.begin(), tensor_names_.end(), slice.tensor()) -
@@ -403,7 +410,7 @@ GrpcParameterClient::~GrpcParameterClient() {
   for (auto& call : push_calls_) call->Wait();
   for (auto& call : pull_calls_) call->Cancel();
   for (size_t i = 0; i < pull_calls_.size(); ++i) {
-    pull_calls_[i]->Wait(servers_[i].address).IgnoreError();
+    pull_calls_[i]->Wait(servers_[pull_call_server_[i]].address).IgnoreError();
   }
   // The caller may free its gradients once we return: give gRPC its grace to
   // let go of them; slices it still holds after that keep the counter alive.
@@ -421,7 +428,7 @@ absl::Status GrpcParameterClient::BeginPush(int64_t clock) {
   pushed_.assign(tensor_names_.size(), false);
   for (Server& server : servers_) {
     push_calls_.push_back(
-        std::make_unique<internal::PushCall>(server.stub.get(), options_.push_timeout));
+        std::make_unique<internal::PushCall>(server.stubs[0].get(), options_.push_timeout));
   }
   return absl::OkStatus();
 }
@@ -573,6 +580,30 @@ absl::Status GrpcParameterClient::Push(int64_t clock,
   return FinishPush();
 }
 
+std::vector<std::vector<GrpcParameterClient::Piece>> GrpcParameterClient::Stripes(
+    const Server& server, size_t channels) {
+  const uint64_t min_elements = kMinStripeBytes / sizeof(float);
+  const uint64_t count = std::max<uint64_t>(
+      1, std::min<uint64_t>(channels, server.elements / min_elements));
+  // Stripe k ends at element ceil((k + 1) * elements / count) of the
+  // server's pieces taken in order; a piece may be cut between stripes.
+  std::vector<std::vector<Piece>> stripes(count);
+  uint64_t start = 0;  // of the current piece, counted over all pieces
+  size_t k = 0;
+  for (const Piece& piece : server.pieces) {
+    uint64_t begin = piece.begin;
+    while (begin < piece.end) {
+      const uint64_t stripe_end = ((k + 1) * server.elements + count - 1) / count;
+      const uint64_t end = std::min(piece.end, piece.begin + (stripe_end - start));
+      stripes[k].push_back(Piece{piece.tensor, begin, end});
+      begin = end;
+      if (start + (end - piece.begin) == stripe_end) ++k;
+    }
+    start += piece.end - piece.begin;
+  }
+  return stripes;
+}
+
 absl::Status GrpcParameterClient::StartPull(int64_t clock,
                                             absl::Span<const absl::Span<float>> params) {
   if (!pull_calls_.empty()) return absl::FailedPreconditionError("a pull is already outstanding");
@@ -590,24 +621,29 @@ absl::Status GrpcParameterClient::StartPull(int64_t clock,
   }
   pull_target_.names = &tensor_names_;
   pull_target_.params.assign(params.begin(), params.end());
-  for (const Server& server : servers_) {
-    PullRequest request;
-    request.set_job_id(job_id_);
-    request.set_worker(rank_);
-    request.set_clock(clock);
-    for (const Piece& p : server.pieces) {
-      TensorSlice* s = request.add_slices();
-      s->set_tensor(tensor_names_[p.tensor]);
-      s->set_begin(p.begin);
-      s->set_end(p.end);
-      const Compression codec = codecs_[p.tensor];
-      const bool narrow = codec == COMPRESSION_FP16 || codec == COMPRESSION_BF16;
-      request.add_encodings(narrow ? codec : COMPRESSION_NONE);
-      pull_wire_bytes_ += (p.end - p.begin) * (narrow ? 2 : sizeof(float));
-      pull_raw_bytes_ += (p.end - p.begin) * sizeof(float);
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    const Server& server = servers_[i];
+    const std::vector<std::vector<Piece>> stripes = Stripes(server, server.stubs.size());
+    for (size_t k = 0; k < stripes.size(); ++k) {
+      PullRequest request;
+      request.set_job_id(job_id_);
+      request.set_worker(rank_);
+      request.set_clock(clock);
+      for (const Piece& p : stripes[k]) {
+        TensorSlice* s = request.add_slices();
+        s->set_tensor(tensor_names_[p.tensor]);
+        s->set_begin(p.begin);
+        s->set_end(p.end);
+        const Compression codec = codecs_[p.tensor];
+        const bool narrow = codec == COMPRESSION_FP16 || codec == COMPRESSION_BF16;
+        request.add_encodings(narrow ? codec : COMPRESSION_NONE);
+        pull_wire_bytes_ += (p.end - p.begin) * (narrow ? 2 : sizeof(float));
+        pull_raw_bytes_ += (p.end - p.begin) * sizeof(float);
+      }
+      pull_calls_.push_back(std::make_unique<internal::PullCall>(
+          server.stubs[k].get(), options_.pull_timeout, request, &pull_target_));
+      pull_call_server_.push_back(i);
     }
-    pull_calls_.push_back(std::make_unique<internal::PullCall>(
-        server.stub.get(), options_.pull_timeout, request, &pull_target_));
   }
   return absl::OkStatus();
 }
@@ -616,21 +652,27 @@ absl::Status GrpcParameterClient::FinishPull(int64_t* view_clock) {
   if (pull_calls_.empty()) return absl::FailedPreconditionError("FinishPull without StartPull");
   absl::Status first;
   int64_t view = std::numeric_limits<int64_t>::max();
+  std::vector<uint64_t> received(servers_.size(), 0);
   for (size_t i = 0; i < pull_calls_.size(); ++i) {
-    absl::Status st = pull_calls_[i]->Wait(servers_[i].address);
-    if (st.ok() && pull_calls_[i]->received() != servers_[i].elements) {
-      st = absl::DataLossError(absl::StrCat("pull from server ", servers_[i].address, ": got ",
-                                            pull_calls_[i]->received(), " values, expected ",
-                                            servers_[i].elements));
-    }
+    const size_t server = pull_call_server_[i];
+    absl::Status st = pull_calls_[i]->Wait(servers_[server].address);
     if (first.ok() && !st.ok()) {
       first = st;
       for (auto& call : pull_calls_) call->Cancel();  // the others need not finish
     }
+    received[server] += pull_calls_[i]->received();
     view = std::min(view, pull_calls_[i]->view_clock());
   }
   pull_calls_.clear();
+  pull_call_server_.clear();
   TESSERA_RETURN_IF_ERROR(first);
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    if (received[i] != servers_[i].elements) {
+      return absl::DataLossError(absl::StrCat("pull from server ", servers_[i].address, ": got ",
+                                              received[i], " values, expected ",
+                                              servers_[i].elements));
+    }
+  }
   if (view_clock != nullptr) *view_clock = servers_.empty() ? -1 : view;
   return absl::OkStatus();
 }

@@ -17,7 +17,16 @@ struct PsClientOptions {
   absl::Duration push_timeout = absl::Seconds(60);
   // A sync pull waits for the slowest worker's push: allow for a slow step.
   absl::Duration pull_timeout = absl::Seconds(300);
+  // gRPC channels, each its own TCP connection, to every server. A pull of at
+  // least 2 x kMinStripeBytes from one server is split into this many
+  // stripes, one stream per channel, so the copies of each side and the
+  // kernel's run in parallel instead of one after another.
+  int channels_per_server = 2;
 };
+
+// The least payload a pull stripe carries: below it a pull stays one stream.
+inline constexpr uint64_t kMinStripeBytes = uint64_t{256} << 10;
+inline constexpr int kMaxChannelsPerServer = 16;
 
 namespace internal {
 class PayloadPins;
@@ -82,13 +91,16 @@ class GrpcParameterClient : public ParameterClient {
   };
   struct Server {
     std::string address;
-    std::unique_ptr<grpc::GenericStub> stub;
+    std::vector<std::unique_ptr<grpc::GenericStub>> stubs;  // one per channel
     std::vector<Piece> pieces;
     uint64_t elements = 0;  // sum of the pieces' sizes
   };
 
   GrpcParameterClient(std::string job_id, int rank, const TensorPlan& plan,
                       const PsClientOptions& options);
+  // The pieces of `server` in `channels` runs of about equal size (fewer when
+  // a run would carry less than kMinStripeBytes), in order: one pull stream each.
+  static std::vector<std::vector<Piece>> Stripes(const Server& server, size_t channels);
   // Waits for every open push call; returns the first error.
   absl::Status AwaitPush();
   absl::Status AwaitPull(int64_t* view_clock);
@@ -124,8 +136,10 @@ class GrpcParameterClient : public ParameterClient {
   int64_t push_clock_ = -1;
   std::vector<std::unique_ptr<internal::PushCall>> push_calls_;
   std::vector<bool> pushed_;
-  // The outstanding pull (one call per server) and where it writes.
+  // The outstanding pull (one call per stripe: per server, one for each
+  // channel it is split over), the server of each call, and where it writes.
   std::vector<std::unique_ptr<internal::PullCall>> pull_calls_;
+  std::vector<size_t> pull_call_server_;
   internal::PullTarget pull_target_;
 };
 
