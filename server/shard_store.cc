@@ -138,6 +138,17 @@ struct Job {
   absl::Mutex mu;  // ordered before every Slice::mu
   std::vector<int> live ABSL_GUARDED_BY(mu);
 
+  // Pushes split over several streams (ShardStore::JoinPush), by (worker,
+  // push_id), from their first stream until their last part ends. Held with
+  // no other lock. The sessions keep the job alive: DropJob and Shutdown
+  // empty the map.
+  struct OpenPush {
+    std::shared_ptr<PushSession> session;
+    int joined = 0;  // streams that arrived
+  };
+  absl::Mutex pushes_mu;
+  std::map<std::pair<int, uint64_t>, OpenPush> open_pushes ABSL_GUARDED_BY(pushes_mu);
+
   std::atomic<uint64_t> pushes{0};
   std::atomic<uint64_t> pulls{0};
   std::atomic<uint64_t> push_bytes{0};
@@ -445,10 +456,19 @@ absl::Status SameJob(const Job& job, const JobSpec& spec,
 
 // ---------------------------------------------------------------- PushSession
 
-PushSession::PushSession(std::shared_ptr<internal::Job> job, int worker, int64_t clock)
-    : job_(std::move(job)), worker_(worker), clock_(clock) {}
+PushSession::PushSession(std::shared_ptr<internal::Job> job, int worker, int64_t clock,
+                         int parts, uint64_t push_id)
+    : job_(std::move(job)), worker_(worker), clock_(clock), parts_(parts), push_id_(push_id) {}
 
-PushSession::~PushSession() { ReleaseBuffers(); }
+PushSession::~PushSession() {
+  absl::MutexLock lock(&mu_);
+  ReleaseBuffers();
+}
+
+uint64_t PushSession::elements() const {
+  absl::MutexLock lock(&mu_);
+  return elements_;
+}
 
 void PushSession::ReleaseBuffers() {
   for (auto& [index, buffer] : staged_) {
@@ -458,6 +478,12 @@ void PushSession::ReleaseBuffers() {
     ReturnBuffer(s, std::move(buffer));
   }
   staged_.clear();
+}
+
+void PushSession::Fail(const absl::Status& why) {
+  if (finished_) return;
+  if (error_.ok()) error_ = why;
+  ReleaseBuffers();
 }
 
 absl::Status PushSession::AddChunk(absl::string_view tensor, uint64_t offset,
@@ -487,10 +513,11 @@ absl::Status PushSession::AddChunkHeld(absl::string_view tensor, uint64_t offset
 absl::Status PushSession::AddChunkImpl(
     absl::string_view tensor, uint64_t offset, size_t nbytes,
     absl::FunctionRef<absl::Status(StagingBuffer*, uint64_t)> place) {
+  absl::MutexLock lock(&mu_);
   if (finished_) return absl::FailedPreconditionError("push session already committed");
   if (!error_.ok()) return error_;
   absl::Status status = StageChunk(tensor, offset, nbytes, place);
-  if (!status.ok()) error_ = status;
+  if (!status.ok()) Fail(status);
   return status;
 }
 
@@ -548,13 +575,54 @@ absl::Status PushSession::StageChunk(
   return absl::OkStatus();
 }
 
-absl::Status PushSession::Commit() {
-  if (finished_) return absl::FailedPreconditionError("push session already committed");
-  finished_ = true;
-  if (!error_.ok()) return error_;
-  absl::Status status = CommitImpl();
-  ReleaseBuffers();  // whatever was not handed to the slices
+absl::Status PushSession::Commit() { return EndPart(); }
+
+absl::Status PushSession::EndPart() {
+  absl::Status status;
+  bool last;
+  {
+    absl::MutexLock lock(&mu_);
+    if (ended_ >= parts_) {
+      return absl::FailedPreconditionError(finished_ ? "push session already committed"
+                                                     : "push session already ended");
+    }
+    last = ++ended_ == parts_;
+    if (!error_.ok()) {
+      status = error_;
+    } else if (last) {
+      finished_ = true;
+      status = CommitImpl();
+      ReleaseBuffers();  // whatever was not handed to the slices
+    }
+  }
+  if (last) PartEnded();
   return status;
+}
+
+void PushSession::FailPart(const absl::Status& why) {
+  bool last;
+  {
+    absl::MutexLock lock(&mu_);
+    if (ended_ >= parts_) return;
+    Fail(why);
+    last = ++ended_ == parts_;
+  }
+  if (last) PartEnded();
+}
+
+void PushSession::Abandon(const absl::Status& why) {
+  absl::MutexLock lock(&mu_);
+  Fail(why);
+}
+
+void PushSession::PartEnded() {
+  if (parts_ == 1) return;  // never registered
+  absl::MutexLock lock(&job_->pushes_mu);
+  auto it = job_->open_pushes.find({worker_, push_id_});
+  // `this` outlives the erase: the caller holds a reference.
+  if (it != job_->open_pushes.end() && it->second.session.get() == this) {
+    job_->open_pushes.erase(it);
+  }
 }
 
 // The analysis cannot follow a variable number of locks taken in a loop; the
@@ -781,7 +849,9 @@ absl::Status ShardStore::DropJob(const std::string& job_id) {
     job = std::move(it->second);
     jobs_.erase(it);
   }
-  CloseJob(job.get(), absl::AbortedError(absl::StrCat("job '", job_id, "' was dropped")));
+  const absl::Status why = absl::AbortedError(absl::StrCat("job '", job_id, "' was dropped"));
+  CloseJob(job.get(), why);
+  DropOpenPushes(job.get(), [](int) { return true; }, why);
   return absl::OkStatus();
 }
 
@@ -789,6 +859,9 @@ absl::Status ShardStore::SetLiveWorkers(const std::string& job_id,
                                         const std::vector<int>& ranks) {
   TESSERA_ASSIGN_OR_RETURN(std::vector<int> live, NormalizeRanks(ranks));
   TESSERA_ASSIGN_OR_RETURN(std::shared_ptr<Job> job, FindJob(job_id));
+  DropOpenPushes(
+      job.get(), [&](int worker) { return !IsLive(live, worker); },
+      absl::FailedPreconditionError("the worker left the live set; nothing applied"));
   absl::MutexLock job_lock(&job->mu);
   job->live = live;
   for (auto& slice : job->slices) {
@@ -809,22 +882,104 @@ absl::Status ShardStore::SetLiveWorkers(const std::string& job_id,
   return absl::OkStatus();
 }
 
+namespace {
+
+// The checks of a push's start (ShardStore::BeginPush).
+absl::Status CheckPushStart(Job& job, int worker, int64_t clock) {
+  if (worker < 0 || clock < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("push to job '", job.id, "': worker ", worker,
+                                                   " and clock ", clock, " must be >= 0"));
+  }
+  absl::ReaderMutexLock lock(&job.mu);
+  if (!IsLive(job.live, worker)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("push to job '", job.id, "': worker ", worker,
+                     " is not live (live workers: ", RankList(job.live), ")"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<PushSession>> ShardStore::BeginPush(const std::string& job_id,
                                                                    int worker, int64_t clock) {
   TESSERA_ASSIGN_OR_RETURN(std::shared_ptr<Job> job, FindJob(job_id));
-  if (worker < 0 || clock < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("push to job '", job_id, "': worker ", worker,
-                                                   " and clock ", clock, " must be >= 0"));
+  TESSERA_RETURN_IF_ERROR(CheckPushStart(*job, worker, clock));
+  return std::unique_ptr<PushSession>(
+      new PushSession(std::move(job), worker, clock, /*parts=*/1, /*push_id=*/0));
+}
+
+absl::StatusOr<std::shared_ptr<PushSession>> ShardStore::JoinPush(const std::string& job_id,
+                                                                  int worker, int64_t clock,
+                                                                  uint64_t push_id, int parts) {
+  if (parts < 1 || parts > kMaxPushParts) {
+    return absl::InvalidArgumentError(absl::StrCat("push to job '", job_id, "' in ", parts,
+                                                   " parts; want 1..", kMaxPushParts));
   }
+  if (parts == 1) {
+    TESSERA_ASSIGN_OR_RETURN(std::unique_ptr<PushSession> session,
+                             BeginPush(job_id, worker, clock));
+    return std::shared_ptr<PushSession>(std::move(session));
+  }
+  TESSERA_ASSIGN_OR_RETURN(std::shared_ptr<Job> job, FindJob(job_id));
+  TESSERA_RETURN_IF_ERROR(CheckPushStart(*job, worker, clock));
+  std::shared_ptr<PushSession> session;
+  absl::Status status;
+  std::vector<std::shared_ptr<PushSession>> abandoned;
   {
-    absl::ReaderMutexLock lock(&job->mu);
-    if (!IsLive(job->live, worker)) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("push to job '", job_id, "': worker ", worker,
-                       " is not live (live workers: ", RankList(job->live), ")"));
+    absl::MutexLock lock(&job->pushes_mu);
+    auto& open = job->open_pushes;
+    for (auto it = open.lower_bound({worker, 0}); it != open.end() && it->first.first == worker;) {
+      if (it->first.second == push_id) {
+        ++it;
+        continue;
+      }
+      abandoned.push_back(std::move(it->second.session));
+      it = open.erase(it);
+    }
+    auto [it, opened] = open.try_emplace({worker, push_id});
+    Job::OpenPush& push = it->second;
+    if (opened) {
+      push.session.reset(new PushSession(job, worker, clock, parts, push_id));
+    }
+    const std::string what = absl::StrCat("push ", push_id, " of worker ", worker, " to job '",
+                                          job_id, "'");
+    if (push.session->clock_ != clock || push.session->parts_ != parts) {
+      status = absl::InvalidArgumentError(absl::StrCat(
+          what, ": a stream for clock ", clock, " in ", parts, " parts joins one for clock ",
+          push.session->clock_, " in ", push.session->parts_));
+    } else if (push.joined == parts) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat(what, ": more than the ", parts, " streams it was split over"));
+    } else {
+      ++push.joined;
+      session = push.session;
     }
   }
-  return std::unique_ptr<PushSession>(new PushSession(std::move(job), worker, clock));
+  for (auto& old : abandoned) {
+    old->Abandon(absl::AbortedError(absl::StrCat(
+        "worker ", worker, " started another push (clock ", clock, ") before this one's ",
+        "streams all arrived; nothing applied")));
+  }
+  if (!status.ok()) return status;
+  return session;
+}
+
+void ShardStore::DropOpenPushes(Job* job, absl::FunctionRef<bool(int worker)> drop,
+                                const absl::Status& why) {
+  std::vector<std::shared_ptr<PushSession>> dropped;
+  {
+    absl::MutexLock lock(&job->pushes_mu);
+    for (auto it = job->open_pushes.begin(); it != job->open_pushes.end();) {
+      if (!drop(it->first.first)) {
+        ++it;
+        continue;
+      }
+      dropped.push_back(std::move(it->second.session));
+      it = job->open_pushes.erase(it);
+    }
+  }
+  for (auto& session : dropped) session->Abandon(why);
 }
 
 absl::StatusOr<std::unique_ptr<PullCursor>> ShardStore::OpenPull(
@@ -988,8 +1143,10 @@ void ShardStore::Shutdown() {
     shutdown_ = true;
     for (auto& [id, job] : jobs_) jobs.push_back(job);
   }
+  const absl::Status why = absl::CancelledError("parameter server is shutting down");
   for (auto& job : jobs) {
-    CloseJob(job.get(), absl::CancelledError("parameter server is shutting down"));
+    CloseJob(job.get(), why);
+    DropOpenPushes(job.get(), [](int) { return true; }, why);
   }
 }
 

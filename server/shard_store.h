@@ -119,11 +119,16 @@ struct JobStats {
 // One worker's gradient push for one clock, staged and then applied as a whole.
 // Chunks are copied into staging buffers that the slice reuses across pushes,
 // or held where they arrived (AddChunkHeld);
-// nothing reaches the weights before Commit(), and Commit() takes either
-// every touched slice or none, so a broken stream never half-applies.
-// Destroying a session without a successful Commit() discards it.
-// Not thread-safe: one thread (one RPC) drives a session. It keeps its job
-// alive, so it may outlive ShardStore::DropJob (its Commit then fails).
+// nothing reaches the weights before the push is committed, and the commit
+// takes either every touched slice or none, so a broken stream never
+// half-applies. Destroying a session that was not committed discards it.
+// A push may arrive in several parts, one stream per channel
+// (ShardStore::JoinPush): the streams add chunks to one session, each ends
+// its part (EndPart or FailPart), and the end of the last part commits. A
+// session from BeginPush has one part.
+// Thread-safe: the streams of a push may add chunks at the same time. It
+// keeps its job alive, so it may outlive ShardStore::DropJob (its commit
+// then fails).
 class PushSession {
  public:
   ~PushSession();
@@ -156,7 +161,8 @@ class PushSession {
   absl::Status AddChunkHeld(absl::string_view tensor, uint64_t offset,
                             std::shared_ptr<const HeldBytes> bytes);
 
-  // Takes the push. Every slice touched must be fully covered, else
+  // Commits a push of one part (the same as its EndPart). Every slice touched
+  // must be fully covered, else
   // INVALID_ARGUMENT "push to 'dense0/w' covered 10 of 1000 elements of slice
   // [0,1000)"; a push that touched nothing is INVALID_ARGUMENT. The checks of
   // AddChunk are repeated under the slice locks. SYNC: the gradient waits
@@ -169,12 +175,22 @@ class PushSession {
   // Call at most once; later calls return FAILED_PRECONDITION.
   absl::Status Commit();
 
-  // Gradient elements staged so far.
-  uint64_t elements() const { return elements_; }
+  // The stream of one part ended cleanly. The last part to end commits the
+  // push (see Commit) and returns the commit's status; an earlier one
+  // returns OK, or the error that already failed the push. Once per part.
+  absl::Status EndPart();
+  // The stream of one part broke or was refused (`why`): the push is
+  // discarded, nothing is applied, and later calls on the session return
+  // `why`. Counts as that part's end.
+  void FailPart(const absl::Status& why);
+
+  // Gradient elements staged so far, by every part.
+  uint64_t elements() const;
 
  private:
   friend class ShardStore;
-  PushSession(std::shared_ptr<internal::Job> job, int worker, int64_t clock);
+  PushSession(std::shared_ptr<internal::Job> job, int worker, int64_t clock, int parts,
+              uint64_t push_id);
 
   // StageChunk, after which an error fails the session for good.
   absl::Status AddChunkImpl(
@@ -184,20 +200,37 @@ class PushSession {
   // `place`s it in the slice's staging buffer at its slice-local first element.
   absl::Status StageChunk(
       absl::string_view tensor, uint64_t offset, size_t nbytes,
-      absl::FunctionRef<absl::Status(internal::StagingBuffer*, uint64_t)> place);
-  absl::Status CommitImpl();
-  void ReleaseBuffers();
+      absl::FunctionRef<absl::Status(internal::StagingBuffer*, uint64_t)> place)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CommitImpl() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Fails the push with `why` (unless it already failed or committed) and
+  // gives its buffers back.
+  void Fail(const absl::Status& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Fail, for a session the store drops before all its parts arrived.
+  void Abandon(const absl::Status& why) ABSL_LOCKS_EXCLUDED(mu_);
+  void ReleaseBuffers() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After the last part ended: takes the session out of the job's open pushes.
+  void PartEnded() ABSL_LOCKS_EXCLUDED(mu_);
 
   const std::shared_ptr<internal::Job> job_;
   const int worker_;
   const int64_t clock_;
+  const int parts_;         // streams that carry the push
+  const uint64_t push_id_;  // the client's id of the push; 0 for one part
+
+  mutable absl::Mutex mu_;  // ordered before every Slice::mu
   // Slices touched, keyed by slice index (the lock order), with the staging
   // buffer taken from each slice's pool.
-  std::map<size_t, std::unique_ptr<internal::StagingBuffer>> staged_;
-  uint64_t elements_ = 0;
-  absl::Status error_;
-  bool finished_ = false;
+  std::map<size_t, std::unique_ptr<internal::StagingBuffer>> staged_ ABSL_GUARDED_BY(mu_);
+  uint64_t elements_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+  int joined_ ABSL_GUARDED_BY(mu_) = 1;  // parts whose stream arrived
+  int ended_ ABSL_GUARDED_BY(mu_) = 0;   // parts whose stream ended
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;  // committed (or tried to)
 };
+
+// The most streams one push may be split over (PushChunk.parts).
+inline constexpr int kMaxPushParts = 16;
 
 // The parameters of every job this server holds: dense slices of tensors,
 // their optimizer state, versions and a clock table per slice per worker.
@@ -267,6 +300,19 @@ class ShardStore {
   absl::StatusOr<std::unique_ptr<PushSession>> BeginPush(const std::string& job_id, int worker,
                                                          int64_t clock);
 
+  // One stream of a push that `worker` split over `parts` streams (one per
+  // channel), named by the client's `push_id`: the first stream to arrive
+  // opens the session, the others join it. A worker pushes one push at a
+  // time, so its open sessions with another push_id were abandoned: they are
+  // failed (ABORTED) and dropped, as are those of workers that leave the
+  // live set, on DropJob and on Shutdown. parts == 1 is BeginPush. Errors as
+  // BeginPush; INVALID_ARGUMENT for parts outside [1, kMaxPushParts], a
+  // stream that disagrees with the session on clock or parts, or one stream
+  // more than `parts`.
+  absl::StatusOr<std::shared_ptr<PushSession>> JoinPush(const std::string& job_id, int worker,
+                                                        int64_t clock, uint64_t push_id,
+                                                        int parts);
+
   // Reads `slices` (each inside one slice held here) for `worker` at `clock`,
   // waiting per the job's mode (see the class comment) until `deadline`.
   // Each slice's values are copied under its lock, with its version.
@@ -300,6 +346,10 @@ class ShardStore {
 
  private:
   absl::StatusOr<std::shared_ptr<internal::Job>> FindJob(const std::string& job_id) const;
+  // Takes the open multi-part pushes of `job` that `drop` selects out of it
+  // and fails them with `why`.
+  static void DropOpenPushes(internal::Job* job, absl::FunctionRef<bool(int worker)> drop,
+                             const absl::Status& why);
 
   const Options options_;
 

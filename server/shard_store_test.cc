@@ -444,6 +444,109 @@ TEST_F(ShardStoreTest, HeldAndCopiedChunksMakeTheSameStepAsWholeBuffers) {
   EXPECT_EQ(out[0].values, w);
 }
 
+// A push in two parts (two streams): half of "w" each.
+TEST_F(ShardStoreTest, APushInPartsAppliesOnlyWhenTheLastPartEnds) {
+  Create(ASYNC, {0});
+  const std::vector<float> g = Grad(1.0f);
+  const char* bytes = reinterpret_cast<const char*>(g.data());
+  auto a = store_.JoinPush("j", 0, 0, /*push_id=*/41, /*parts=*/2);
+  auto b = store_.JoinPush("j", 0, 0, 41, 2);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ(a->get(), b->get());
+  // A third stream of a push in two parts is refused.
+  EXPECT_EQ(store_.JoinPush("j", 0, 0, 41, 2).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE((*b)->AddChunk("w", 4, bytes + 16, 16).ok());
+  ASSERT_TRUE((*b)->EndPart().ok());
+  EXPECT_EQ(PullW(0)->values, Initial(0, kSize));  // half a push: nothing yet
+  ASSERT_TRUE((*a)->AddChunk("w", 0, bytes, 16).ok());
+  ASSERT_TRUE((*a)->AddChunk("b", 2, bytes, 8).ok());
+  ASSERT_TRUE((*a)->EndPart().ok());
+  std::vector<float> want = Initial(0, kSize);
+  for (uint64_t i = 0; i < kSize; ++i) want[i] -= 0.5f * g[i];
+  EXPECT_EQ(PullW(1)->values, want);
+  EXPECT_EQ(store_.Stats("j")->pushes, 1u);
+  EXPECT_EQ((*a)->EndPart().code(), absl::StatusCode::kFailedPrecondition);
+  // The session left the open pushes: the same id opens a fresh one.
+  auto again = store_.JoinPush("j", 0, 1, 41, 2);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_NE(again->get(), a->get());
+}
+
+TEST_F(ShardStoreTest, AFailedPartDiscardsTheWholePush) {
+  Create(ASYNC, {0});
+  const std::vector<float> g = Grad(1.0f);
+  const char* bytes = reinterpret_cast<const char*>(g.data());
+  auto a = store_.JoinPush("j", 0, 0, 7, 2);
+  auto b = store_.JoinPush("j", 0, 0, 7, 2);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE((*a)->AddChunk("w", 0, bytes, 16).ok());
+  ASSERT_TRUE((*a)->AddChunk("b", 2, bytes, 8).ok());
+  ASSERT_TRUE((*a)->EndPart().ok());  // not the last part: OK, applies nothing
+  ASSERT_TRUE((*b)->AddChunk("w", 4, bytes + 16, 8).ok());
+  (*b)->FailPart(absl::CancelledError("stream broken"));
+  EXPECT_EQ((*b)->AddChunk("w", 6, bytes + 24, 8).code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(PullW(0)->values, Initial(0, kSize));
+  EXPECT_EQ(store_.Stats("j")->pushes, 0u);
+
+  // A part that fails first makes the other's end fail too.
+  auto c = store_.JoinPush("j", 0, 0, 8, 2);
+  auto d = store_.JoinPush("j", 0, 0, 8, 2);
+  ASSERT_TRUE(c.ok() && d.ok());
+  EXPECT_EQ((*c)->AddChunk("w", 0, bytes, 6).code(), absl::StatusCode::kInvalidArgument);
+  (*c)->FailPart(absl::InvalidArgumentError("bad chunk"));
+  ASSERT_TRUE((*d)->AddChunk("w", 0, bytes, 16).code() == absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*d)->EndPart().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(PullW(0)->values, Initial(0, kSize));
+  // The store is not left in a bad state: a plain push still applies.
+  ASSERT_TRUE(Push(0, 0, g).ok());
+}
+
+TEST_F(ShardStoreTest, UnfinishedPushesInPartsAreDroppedWhenTheirWorkerMovesOn) {
+  Create(ASYNC, {0, 1});
+  const std::vector<float> g = Grad(1.0f);
+  const char* bytes = reinterpret_cast<const char*>(g.data());
+  // Worker 0's first part arrives; the second never does.
+  auto stale = store_.JoinPush("j", 0, 0, 100, 2);
+  ASSERT_TRUE(stale.ok());
+  ASSERT_TRUE((*stale)->AddChunk("w", 0, bytes, 16).ok());
+  ASSERT_TRUE((*stale)->EndPart().ok());
+  // Its next push (another id) abandons it.
+  auto next = store_.JoinPush("j", 0, 1, 101, 2);
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ((*stale)->AddChunk("w", 4, bytes, 16).code(), absl::StatusCode::kAborted);
+  // A late second part of the abandoned push opens a session of its own,
+  // which can never complete the push: nothing of push 100 is applied.
+  auto late = store_.JoinPush("j", 0, 0, 100, 2);
+  ASSERT_TRUE(late.ok());
+  EXPECT_NE(late->get(), stale->get());
+  // A worker that leaves the live set loses its open pushes.
+  auto other = store_.JoinPush("j", 1, 0, 5, 2);
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE(store_.SetLiveWorkers("j", {0}).ok());
+  EXPECT_EQ((*other)->EndPart().code(), absl::StatusCode::kFailedPrecondition);
+  // Dropping the job fails what is left open.
+  ASSERT_TRUE(store_.DropJob("j").ok());
+  EXPECT_EQ((*next)->EndPart().code(), absl::StatusCode::kAborted);
+}
+
+TEST_F(ShardStoreTest, JoinPushRejectsBadParts) {
+  Create(ASYNC, {0});
+  for (int parts : {0, -1, kMaxPushParts + 1}) {
+    EXPECT_EQ(store_.JoinPush("j", 0, 0, 1, parts).status().code(),
+              absl::StatusCode::kInvalidArgument)
+        << parts;
+  }
+  ASSERT_TRUE(store_.JoinPush("j", 0, 0, 2, 3).ok());
+  // Streams of one push must agree on its clock and parts.
+  EXPECT_EQ(store_.JoinPush("j", 0, 1, 2, 3).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_.JoinPush("j", 0, 0, 2, 2).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_.JoinPush("j", 5, 0, 3, 2).status().code(),
+            absl::StatusCode::kFailedPrecondition);  // not live
+  EXPECT_EQ(store_.JoinPush("nope", 0, 0, 3, 2).status().code(), absl::StatusCode::kNotFound);
+}
+
 TEST_F(ShardStoreTest, CreateJobIsIdempotent) {
   Create(SYNC, {0, 1});
   // Same again (slices in another order): OK, and the live set is adopted.

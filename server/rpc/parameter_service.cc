@@ -81,23 +81,27 @@ class PushReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
 
   void OnReadDone(bool ok) override {
     if (!ok) {
-      Finish(End());
+      Finish(ToGrpcStatus(End()));
       return;
     }
-    grpc::Status st = AddChunk();
+    absl::Status st = AddChunk();
     chunk_.Clear();
     if (!st.ok()) {
-      // Stop reading; the session (if any) is discarded, nothing applied.
-      Finish(st);
+      // Stop reading; the push is discarded, nothing applied.
+      FailPart(st);
+      Finish(ToGrpcStatus(st));
       return;
     }
     StartRead(&chunk_);
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    FailPart(absl::CancelledError("push stream ended early; nothing applied"));
+    delete this;
+  }
 
  private:
-  grpc::Status AddChunk() {
+  absl::Status AddChunk() {
     PushChunk header;
     absl::Status s = DecodeChunk(&chunk_, &header, PushChunk::kValuesFieldNumber,
                                  [&](ChunkPayload& payload) -> absl::Status {
@@ -122,7 +126,7 @@ class PushReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
                                        header.tensor(), header.offset(), payload.size(),
                                        [&](char* dst) { return payload.ReadTo(dst); });
                                  });
-    return ToGrpcStatus(s);
+    return s;
   }
 
   // A compressed chunk: the payload is read whole, then decoded into the
@@ -163,42 +167,63 @@ class PushReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
         });
   }
 
-  // The first chunk opens the session; later ones must match it.
+  // The first chunk opens the session (or joins it, for a push in several
+  // parts); later ones must match it.
   absl::Status CheckHeader(const PushChunk& c) {
     if (session_ == nullptr) {
       if (c.job_id().empty()) {
         return absl::InvalidArgumentError("push: the first chunk has no job_id");
       }
+      if (c.parts() > static_cast<uint32_t>(kMaxPushParts)) {
+        return absl::InvalidArgumentError(absl::StrCat("push in ", c.parts(), " parts; want 1..",
+                                                       kMaxPushParts));
+      }
       job_id_ = c.job_id();
       worker_ = c.worker();
       clock_ = c.clock();
-      TESSERA_ASSIGN_OR_RETURN(session_, store_->BeginPush(job_id_, worker_, clock_));
+      parts_ = std::max<uint32_t>(c.parts(), 1);
+      push_id_ = c.push_id();
+      TESSERA_ASSIGN_OR_RETURN(session_,
+                               store_->JoinPush(job_id_, worker_, clock_, push_id_, parts_));
       return absl::OkStatus();
     }
-    if (c.job_id() != job_id_ || c.worker() != worker_ || c.clock() != clock_) {
+    if (c.job_id() != job_id_ || c.worker() != worker_ || c.clock() != clock_ ||
+        std::max<uint32_t>(c.parts(), 1) != parts_ || (parts_ > 1 && c.push_id() != push_id_)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "push: a chunk for job '", c.job_id(), "' worker ", c.worker(), " clock ", c.clock(),
-          " inside a stream opened for job '", job_id_, "' worker ", worker_, " clock ", clock_));
+          " (push ", c.push_id(), " in ", c.parts(), " parts) inside a stream opened for job '",
+          job_id_, "' worker ", worker_, " clock ", clock_, " (push ", push_id_, " in ", parts_,
+          " parts)"));
     }
     return absl::OkStatus();
   }
 
-  // The stream ended: commit, unless it ended because the client went away.
-  grpc::Status End() {
+  // The stream ended: this part is done (the last part commits), unless it
+  // ended because the client went away.
+  absl::Status End() {
     if (ctx_->IsCancelled()) {
-      return grpc::Status(grpc::StatusCode::CANCELLED, "push stream broken; nothing applied");
+      const absl::Status broken = absl::CancelledError("push stream broken; nothing applied");
+      FailPart(broken);
+      return broken;
     }
-    if (session_ == nullptr) return Invalid("push stream carried no chunks");
-    absl::Status s = session_->Commit();
-    if (!s.ok()) return ToGrpcStatus(s);
+    if (session_ == nullptr) return absl::InvalidArgumentError("push stream carried no chunks");
+    part_ended_ = true;
+    TESSERA_RETURN_IF_ERROR(session_->EndPart());
     PushResponse resp;
     resp.set_elements(session_->elements());
     const std::string bytes = resp.SerializeAsString();
     grpc::Slice slice(bytes);
     *response_ = grpc::ByteBuffer(&slice, 1);
-    spdlog::trace("push job '{}' worker {} clock {}: {} elements", job_id_, worker_, clock_,
-                  session_->elements());
-    return grpc::Status::OK;
+    spdlog::trace("push job '{}' worker {} clock {} (part of {}): {} elements", job_id_, worker_,
+                  clock_, parts_, resp.elements());
+    return absl::OkStatus();
+  }
+
+  // This stream's part of the push failed (once; no-op without a session).
+  void FailPart(const absl::Status& why) {
+    if (session_ == nullptr || part_ended_) return;
+    part_ended_ = true;
+    session_->FailPart(why);
   }
 
   ShardStore* const store_;
@@ -206,10 +231,13 @@ class PushReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   grpc::ByteBuffer* const response_;
   grpc::ByteBuffer chunk_;
   std::string payload_;  // a compressed chunk's payload, reused
-  std::unique_ptr<PushSession> session_;
+  std::shared_ptr<PushSession> session_;
+  bool part_ended_ = false;  // EndPart or FailPart was called
   std::string job_id_;
   int worker_ = -1;
   int64_t clock_ = -1;
+  uint32_t parts_ = 1;
+  uint64_t push_id_ = 0;
 };
 
 }  // namespace

@@ -200,6 +200,14 @@ TEST_F(ParameterServiceTest, BadPushesGetAClearStatus) {
   unknown.set_encoding(static_cast<Compression>(77));
   PushChunk no_elements = Chunk("j", 0, 0, "dense0/w", 0, g.data(), 2);
   no_elements.set_encoding(COMPRESSION_TOPK);
+  PushChunk many_parts = Chunk("j", 0, 0, "dense0/w", 0, g.data(), 2);
+  many_parts.set_parts(kMaxPushParts + 1);
+  PushChunk part_a = Chunk("j", 0, 0, "dense0/w", 0, g.data(), 2);
+  part_a.set_parts(2);
+  part_a.set_push_id(9);
+  PushChunk part_b = Chunk("j", 0, 0, "dense0/w", 2, g.data(), 2);
+  part_b.set_parts(3);
+  part_b.set_push_id(9);
   const std::vector<Case> cases = {
       {"fp16 odd bytes", {half_odd}, grpc::StatusCode::INVALID_ARGUMENT, "not a valid payload"},
       {"topk index past the chunk", {topk_past}, grpc::StatusCode::INVALID_ARGUMENT,
@@ -224,6 +232,8 @@ TEST_F(ParameterServiceTest, BadPushesGetAClearStatus) {
       {"no chunks", {}, grpc::StatusCode::INVALID_ARGUMENT, "no chunks"},
       {"no job id", {Chunk("", 0, 0, "dense0/w", 0, g.data(), 10)},
        grpc::StatusCode::INVALID_ARGUMENT, "job_id"},
+      {"too many parts", {many_parts}, grpc::StatusCode::INVALID_ARGUMENT, "parts"},
+      {"parts change", {part_a, part_b}, grpc::StatusCode::INVALID_ARGUMENT, "in 3 parts"},
   };
   for (const Case& c : cases) {
     grpc::Status s = PushChunks(c.chunks);
@@ -237,6 +247,46 @@ TEST_F(ParameterServiceTest, BadPushesGetAClearStatus) {
   ASSERT_TRUE(PullAll(0, 0, &values, &version, &chunks).ok());
   EXPECT_EQ(version, 0);
   EXPECT_TRUE(values == Initial());
+}
+
+// A push split over two streams, as a client with two channels sends it.
+TEST_F(ParameterServiceTest, APushInTwoStreamsAppliesOnceBothEndWhole) {
+  std::vector<float> g0(kSize), g1(kSize, 0.5f);
+  for (uint64_t i = 0; i < kSize; ++i) g0[i] = 0.001f * static_cast<float>(i % 1000);
+  const uint64_t half = kSize / 2;
+  // Elements [begin, end) of worker 0's gradient in chunks of half a chunk
+  // limit, marked as one of 2 parts of push `push_id`.
+  auto part = [&](int64_t clock, uint64_t push_id, uint64_t begin, uint64_t end) {
+    std::vector<PushChunk> chunks;
+    for (uint64_t i = begin; i < end; i += kMaxChunkBytes / 8) {
+      const uint64_t n = std::min<uint64_t>(kMaxChunkBytes / 8, end - i);
+      chunks.push_back(Chunk("j", 0, clock, "dense0/w", i, g0.data() + i, n));
+      chunks.back().set_parts(2);
+      chunks.back().set_push_id(push_id);
+    }
+    return chunks;
+  };
+  // First try: the second stream carries a bad chunk, so nothing of the push
+  // is applied, though the first stream ended cleanly.
+  grpc::Status st = PushChunks(part(0, 1, 0, half));
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  std::vector<PushChunk> bad = part(0, 1, half, kSize);
+  bad.back().mutable_values()->resize(6);
+  EXPECT_EQ(PushChunks(bad).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // Second try (a new push id); worker 1 pushes in one stream meanwhile.
+  ASSERT_TRUE(PushChunks(part(0, 2, half, kSize)).ok());
+  ASSERT_TRUE(PushAll(1, 0, g1).ok());
+  std::vector<float> values;
+  int64_t version = -1;
+  int chunks = 0;
+  ASSERT_TRUE(PullAll(1, 0, &values, &version, &chunks).ok());
+  EXPECT_EQ(version, 0);  // SYNC: still waiting for worker 0's whole push
+  ASSERT_TRUE(PushChunks(part(0, 2, 0, half)).ok());
+  ASSERT_TRUE(PullAll(0, 1, &values, &version, &chunks).ok());
+  EXPECT_EQ(version, 1);
+  std::vector<float> want = Initial();
+  for (uint64_t i = 0; i < kSize; ++i) want[i] -= 0.5f * ((g0[i] + g1[i]) / 2.0f);
+  EXPECT_TRUE(values == want);
 }
 
 TEST_F(ParameterServiceTest, BadPullsGetAClearStatus) {

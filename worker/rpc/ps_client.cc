@@ -5,6 +5,7 @@
 #include <cstring>
 #include <deque>
 #include <limits>
+#include <random>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -364,7 +365,11 @@ GrpcParameterClient::GrpcParameterClient(std::string job_id, int rank, const Ten
       options_(options),
       pins_(internal::PayloadPins::Create()),
       compression_(plan.compression()),
-      optimizer_(plan.optimizer()) {
+      optimizer_(plan.optimizer()),
+      push_nonce_([] {
+        std::random_device rd;
+        return (uint64_t{rd()} << 32) ^ rd();
+      }()) {
   for (const TensorSpec& t : plan.tensors()) {
     tensor_names_.push_back(t.name());
     tensor_sizes_.push_back(t.size());
@@ -393,9 +398,16 @@ GrpcParameterClient::GrpcParameterClient(std::string job_id, int rank, const Ten
       const Piece piece{t, slice.begin(), slice.end()};
       server.pieces.push_back(piece);
       server.elements += piece.end - piece.begin;
-      holders_[t].emplace_back(servers_.size(), piece);
     }
     servers_.push_back(std::move(server));
+  }
+  for (size_t i = 0; i < servers_.size(); ++i) {
+    std::vector<std::vector<Piece>> runs = Stripes(servers_[i], servers_[i].stubs.size());
+    servers_[i].parts = static_cast<int>(runs.size());
+    for (size_t k = 0; k < runs.size(); ++k) {
+      for (const Piece& piece : runs[k]) holders_[piece.tensor].emplace_back(stripes_.size(), piece);
+      stripes_.push_back(Stripe{i, static_cast<int>(k), std::move(runs[k])});
+    }
   }
 }
 
@@ -410,7 +422,7 @@ GrpcParameterClient::~GrpcParameterClient() {
   for (auto& call : push_calls_) call->Wait();
   for (auto& call : pull_calls_) call->Cancel();
   for (size_t i = 0; i < pull_calls_.size(); ++i) {
-    pull_calls_[i]->Wait(servers_[pull_call_server_[i]].address).IgnoreError();
+    pull_calls_[i]->Wait(servers_[stripes_[i].server].address).IgnoreError();
   }
   // The caller may free its gradients once we return: give gRPC its grace to
   // let go of them; slices it still holds after that keep the counter alive.
@@ -425,10 +437,11 @@ absl::Status GrpcParameterClient::BeginPush(int64_t clock) {
     AwaitPush().IgnoreError();
   }
   push_clock_ = clock;
+  push_id_ = push_nonce_ + ++push_count_;
   pushed_.assign(tensor_names_.size(), false);
-  for (Server& server : servers_) {
-    push_calls_.push_back(
-        std::make_unique<internal::PushCall>(server.stubs[0].get(), options_.push_timeout));
+  for (const Stripe& stripe : stripes_) {
+    push_calls_.push_back(std::make_unique<internal::PushCall>(
+        servers_[stripe.server].stubs[stripe.part].get(), options_.push_timeout));
   }
   return absl::OkStatus();
 }
@@ -474,7 +487,10 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
     const int64_t t = ++variance_steps_[tensor];
     bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(b2), static_cast<double>(t)));
   }
-  for (const auto& [server, piece] : holders_[tensor]) {
+  for (const auto& [stripe, piece] : holders_[tensor]) {
+    const int parts = servers_[stripes_[stripe].server].parts;
+    header.set_parts(parts > 1 ? parts : 0);
+    header.set_push_id(parts > 1 ? push_id_ : 0);
     for (uint64_t off = piece.begin; off < piece.end; off += kFloatsPerChunk) {
       const uint64_t n = std::min<uint64_t>(kFloatsPerChunk, piece.end - off);
       header.set_offset(off);
@@ -504,17 +520,17 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
         kernels::EncodePayload(kcodec, values, n, k, scale, payload_.data(), sent_.data());
         header.set_elements(n);
         for (uint64_t i = 0; i < n; ++i) residual[off + i] = accumulated_[i] - sent_[i];
-        push_calls_[server]->Write(EncodeChunk(header, PushChunk::kValuesFieldNumber, bytes,
+        push_calls_[stripe]->Write(EncodeChunk(header, PushChunk::kValuesFieldNumber, bytes,
                                                [&](char* dst) {
                                                  std::memcpy(dst, payload_.data(), bytes);
                                                }));
       } else if (codec == COMPRESSION_NONE) {
         // The gradient itself is the payload: gRPC writes it to the socket
         // from here, and FinishPush waits until gRPC lets go of it.
-        push_calls_[server]->Write(EncodeChunkAround(header, PushChunk::kValuesFieldNumber,
+        push_calls_[stripe]->Write(EncodeChunkAround(header, PushChunk::kValuesFieldNumber,
                                                      pins_->Pin(values, bytes)));
       } else {
-        push_calls_[server]->Write(
+        push_calls_[stripe]->Write(
             EncodeChunk(header, PushChunk::kValuesFieldNumber, bytes, [&](char* dst) {
               kernels::EncodePayload(kcodec, values, n, 0, scale, dst, nullptr);
             }));
@@ -543,8 +559,9 @@ absl::Status GrpcParameterClient::FinishPush() {
 absl::Status GrpcParameterClient::AwaitPush() {
   absl::Status first;
   for (size_t i = 0; i < push_calls_.size(); ++i) {
-    absl::Status st = FromGrpcStatus(push_calls_[i]->Wait(),
-                                     absl::StrCat("push to server ", servers_[i].address));
+    absl::Status st = FromGrpcStatus(
+        push_calls_[i]->Wait(),
+        absl::StrCat("push to server ", servers_[stripes_[i].server].address));
     if (first.ok() && !st.ok()) first = st;
   }
   push_calls_.clear();
@@ -621,29 +638,25 @@ absl::Status GrpcParameterClient::StartPull(int64_t clock,
   }
   pull_target_.names = &tensor_names_;
   pull_target_.params.assign(params.begin(), params.end());
-  for (size_t i = 0; i < servers_.size(); ++i) {
-    const Server& server = servers_[i];
-    const std::vector<std::vector<Piece>> stripes = Stripes(server, server.stubs.size());
-    for (size_t k = 0; k < stripes.size(); ++k) {
-      PullRequest request;
-      request.set_job_id(job_id_);
-      request.set_worker(rank_);
-      request.set_clock(clock);
-      for (const Piece& p : stripes[k]) {
-        TensorSlice* s = request.add_slices();
-        s->set_tensor(tensor_names_[p.tensor]);
-        s->set_begin(p.begin);
-        s->set_end(p.end);
-        const Compression codec = codecs_[p.tensor];
-        const bool narrow = codec == COMPRESSION_FP16 || codec == COMPRESSION_BF16;
-        request.add_encodings(narrow ? codec : COMPRESSION_NONE);
-        pull_wire_bytes_ += (p.end - p.begin) * (narrow ? 2 : sizeof(float));
-        pull_raw_bytes_ += (p.end - p.begin) * sizeof(float);
-      }
-      pull_calls_.push_back(std::make_unique<internal::PullCall>(
-          server.stubs[k].get(), options_.pull_timeout, request, &pull_target_));
-      pull_call_server_.push_back(i);
+  for (const Stripe& stripe : stripes_) {
+    PullRequest request;
+    request.set_job_id(job_id_);
+    request.set_worker(rank_);
+    request.set_clock(clock);
+    for (const Piece& p : stripe.pieces) {
+      TensorSlice* s = request.add_slices();
+      s->set_tensor(tensor_names_[p.tensor]);
+      s->set_begin(p.begin);
+      s->set_end(p.end);
+      const Compression codec = codecs_[p.tensor];
+      const bool narrow = codec == COMPRESSION_FP16 || codec == COMPRESSION_BF16;
+      request.add_encodings(narrow ? codec : COMPRESSION_NONE);
+      pull_wire_bytes_ += (p.end - p.begin) * (narrow ? 2 : sizeof(float));
+      pull_raw_bytes_ += (p.end - p.begin) * sizeof(float);
     }
+    pull_calls_.push_back(std::make_unique<internal::PullCall>(
+        servers_[stripe.server].stubs[stripe.part].get(), options_.pull_timeout, request,
+        &pull_target_));
   }
   return absl::OkStatus();
 }
@@ -654,7 +667,7 @@ absl::Status GrpcParameterClient::FinishPull(int64_t* view_clock) {
   int64_t view = std::numeric_limits<int64_t>::max();
   std::vector<uint64_t> received(servers_.size(), 0);
   for (size_t i = 0; i < pull_calls_.size(); ++i) {
-    const size_t server = pull_call_server_[i];
+    const size_t server = stripes_[i].server;
     absl::Status st = pull_calls_[i]->Wait(servers_[server].address);
     if (first.ok() && !st.ok()) {
       first = st;
@@ -664,7 +677,6 @@ absl::Status GrpcParameterClient::FinishPull(int64_t* view_clock) {
     view = std::min(view, pull_calls_[i]->view_clock());
   }
   pull_calls_.clear();
-  pull_call_server_.clear();
   TESSERA_RETURN_IF_ERROR(first);
   for (size_t i = 0; i < servers_.size(); ++i) {
     if (received[i] != servers_[i].elements) {

@@ -39,9 +39,12 @@ struct PullTarget {
 };
 }  // namespace internal
 
-// ParameterClient over gRPC. Each request is split by server: one Push stream
-// or one Pull stream per server holding part of the model, all servers at
-// once, payload in chunks of at most kMaxChunkBytes. The calls run on gRPC's
+// ParameterClient over gRPC. Each request is split by server, all servers at
+// once, and a server's share of 2 x kMinStripeBytes or more is split again
+// into stripes, one per channel (options.channels_per_server TCP connections
+// to each server): one Push or Pull stream per stripe, payload in chunks of
+// at most kMaxChunkBytes. The server applies a striped push only once every
+// stripe arrived whole (PushChunk.parts). The calls run on gRPC's
 // callback API over raw byte buffers (common/rpc/chunk_codec.h): a float32
 // chunk is pushed without a copy, gRPC writing the caller's gradient to the
 // socket (a compressed one is encoded once into gRPC's buffer), and starts on
@@ -94,12 +97,19 @@ class GrpcParameterClient : public ParameterClient {
     std::vector<std::unique_ptr<grpc::GenericStub>> stubs;  // one per channel
     std::vector<Piece> pieces;
     uint64_t elements = 0;  // sum of the pieces' sizes
+    int parts = 1;          // its stripes: the streams of each push and pull
+  };
+  // What one stream to one server carries: a run of the server's pieces.
+  struct Stripe {
+    size_t server;  // index in servers_
+    int part;       // index among the server's stripes; also its channel
+    std::vector<Piece> pieces;
   };
 
   GrpcParameterClient(std::string job_id, int rank, const TensorPlan& plan,
                       const PsClientOptions& options);
   // The pieces of `server` in `channels` runs of about equal size (fewer when
-  // a run would carry less than kMinStripeBytes), in order: one pull stream each.
+  // a run would carry less than kMinStripeBytes), in order.
   static std::vector<std::vector<Piece>> Stripes(const Server& server, size_t channels);
   // Waits for every open push call; returns the first error.
   absl::Status AwaitPush();
@@ -113,7 +123,8 @@ class GrpcParameterClient : public ParameterClient {
   std::vector<std::string> tensor_names_;
   std::vector<uint64_t> tensor_sizes_;
   std::vector<Server> servers_;
-  // For each tensor, (server index, piece) pairs holding it.
+  std::vector<Stripe> stripes_;  // every server's, in server order
+  // For each tensor, (stripe index, piece) pairs holding it.
   std::vector<std::vector<std::pair<size_t, Piece>>> holders_;
   const CompressionSpec compression_;  // the plan's
   const OptimizerSpec optimizer_;      // the plan's
@@ -132,14 +143,16 @@ class GrpcParameterClient : public ParameterClient {
   std::string payload_;
   uint64_t push_wire_bytes_ = 0, push_raw_bytes_ = 0, pull_wire_bytes_ = 0, pull_raw_bytes_ = 0;
 
-  // The open streamed push (one call per server) and its state.
+  // The open streamed push (one call per stripe) and its state. Push ids
+  // are push_nonce_ (random per client) plus a count.
+  const uint64_t push_nonce_;
+  uint64_t push_count_ = 0;
+  uint64_t push_id_ = 0;
   int64_t push_clock_ = -1;
   std::vector<std::unique_ptr<internal::PushCall>> push_calls_;
   std::vector<bool> pushed_;
-  // The outstanding pull (one call per stripe: per server, one for each
-  // channel it is split over), the server of each call, and where it writes.
+  // The outstanding pull (one call per stripe) and where it writes.
   std::vector<std::unique_ptr<internal::PullCall>> pull_calls_;
-  std::vector<size_t> pull_call_server_;
   internal::PullTarget pull_target_;
 };
 
