@@ -152,31 +152,37 @@ TEST_F(PsClientTest, PlainPushAndPullMoveExactValues) {
   EXPECT_EQ(bytes.push_raw, (kW + kB) * 4);
 }
 
-TEST_F(PsClientTest, PullsSplitOverChannelsMoveExactValues) {
+// Each server holds ~1.5 MiB: with 2 servers, 2 streams per operation keep
+// one stripe per server, 4 make 2 each, and so on up to 6 (256 KiB each),
+// cutting "w" anywhere and, on the second server, running from "w" into "b".
+TEST_F(PsClientTest, StripedPushesAndPullsMoveExactValues) {
   StartJob(CompressionSpec());
-  const std::vector<float> gw = Gradient(kW, 7), gb = Gradient(kB, 8);
-  ASSERT_TRUE(Push(0, gw, gb).ok());
-  const std::vector<float> w = Held("w", kW), b = Held("b", kB);
-  // Each server holds ~1.5 MiB: 1 to 5 stripes, cutting "w" anywhere and, on
-  // the second server, running from "w" into "b".
-  for (int channels : {1, 2, 3, 5, 16}) {
+  std::vector<float> w = Held("w", kW), b = Held("b", kB);
+  int64_t clock = 0;
+  for (int streams : {1, 2, 3, 4, 6, 10, 12, worker::kMaxStreams}) {
     worker::PsClientOptions options;
-    options.channels_per_server = channels;
+    options.streams = streams;
     auto client = GrpcParameterClient::Create("j", 0, plan_, options);
     ASSERT_TRUE(client.ok()) << client.status();
+    const std::vector<float> gw = Gradient(kW, 7 + streams), gb = Gradient(kB, 8 + streams);
+    std::vector<absl::Span<const float>> grads = {gw, gb};
+    ASSERT_TRUE((*client)->Push(clock++, absl::MakeConstSpan(grads)).ok()) << streams;
+    for (uint64_t i = 0; i < kW; ++i) w[i] -= gw[i];
+    for (uint64_t i = 0; i < kB; ++i) b[i] -= gb[i];
     std::vector<float> pw(kW, NAN), pb(kB, NAN);
     std::vector<absl::Span<float>> spans = {absl::MakeSpan(pw), absl::MakeSpan(pb)};
     int64_t view = -5;
-    ASSERT_TRUE((*client)->Pull(1, absl::MakeConstSpan(spans), &view).ok()) << channels;
-    EXPECT_EQ(view, 0);
-    ASSERT_EQ(pw, w) << channels << " channels";
-    ASSERT_EQ(pb, b) << channels << " channels";
+    ASSERT_TRUE((*client)->Pull(clock, absl::MakeConstSpan(spans), &view).ok()) << streams;
+    EXPECT_EQ(view, clock - 1);
+    ASSERT_EQ(pw, w) << streams << " streams";
+    ASSERT_EQ(pb, b) << streams << " streams";
   }
-  for (int channels : {0, -1, worker::kMaxChannelsPerServer + 1}) {
+  EXPECT_EQ(servers_[0]->store()->Stats("j")->pushes, 8u);
+  for (int streams : {0, -1, worker::kMaxStreams + 1}) {
     worker::PsClientOptions options;
-    options.channels_per_server = channels;
+    options.streams = streams;
     auto client = GrpcParameterClient::Create("j", 0, plan_, options);
-    EXPECT_EQ(client.status().code(), absl::StatusCode::kInvalidArgument) << channels;
+    EXPECT_EQ(client.status().code(), absl::StatusCode::kInvalidArgument) << streams;
   }
 }
 

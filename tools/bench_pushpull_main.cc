@@ -80,9 +80,10 @@ ABSL_FLAG(std::string, compression, "none",
           "Transfer codec of the tensor: none, fp16, bf16, topk (1% of each chunk, error "
           "feedback) or onebit. Goodput counts float32 tensor bytes; 'wire' is the share "
           "of them that crossed the wire.");
-ABSL_FLAG(int, channels, tessera::worker::PsClientOptions().channels_per_server,
-          "gRPC channels (TCP connections) from each worker to each server; a large pull "
-          "is split over them.");
+ABSL_FLAG(int, streams, tessera::worker::PsClientOptions().streams,
+          "Streams each worker's push or pull aims for over all servers (PsClientOptions::"
+          "streams): with fewer servers, a server's share is striped over several TCP "
+          "connections.");
 ABSL_FLAG(int, repeat, 1,
           "Run every cell this many times, each right after its own raw TCP baseline, and "
           "report the repetition with the median %% of TCP (for shared, noisy machines).");
@@ -340,7 +341,7 @@ class Bench {
     std::vector<std::vector<float>> grads(num_workers_), params(num_workers_);
     for (int w = 0; w < num_workers_; ++w) {
       worker::PsClientOptions options;
-      options.channels_per_server = absl::GetFlag(FLAGS_channels);
+      options.streams = absl::GetFlag(FLAGS_streams);
       auto client = worker::GrpcParameterClient::Create(kJobId, w, plan_, options);
       if (!client.ok()) return client.status();
       clients.push_back(std::move(*client));
@@ -503,9 +504,9 @@ int Main() {
   };
   if (servers < 1 || servers > 64) return fail("--servers must be in [1, 64]");
   if (workers < 1 || workers > 256) return fail("--workers must be in [1, 256]");
-  const int channels = absl::GetFlag(FLAGS_channels);
-  if (channels < 1 || channels > worker::kMaxChannelsPerServer) {
-    return fail(absl::StrCat("--channels must be in [1, ", worker::kMaxChannelsPerServer, "]"));
+  const int streams = absl::GetFlag(FLAGS_streams);
+  if (streams < 1 || streams > worker::kMaxStreams) {
+    return fail(absl::StrCat("--streams must be in [1, ", worker::kMaxStreams, "]"));
   }
   if (iterations < 0 || iterations > kMaxIterations) {
     return fail(absl::StrCat("--iterations must be in [0, ", kMaxIterations, "]"));
@@ -559,9 +560,9 @@ int Main() {
   spdlog::set_level(spdlog::level::warn);
 
   const uint64_t tcp_bytes = quick ? 256 * kMiB : 1024 * kMiB;
-  std::printf("tessera-bench-pushpull: %d server(s) x %d worker(s), %d channel(s) per "
-              "worker and server, ASYNC, loopback gRPC; GB = 1e9 bytes\n",
-              servers, workers, channels);
+  std::printf("tessera-bench-pushpull: %d server(s) x %d worker(s), %d stream(s) per push "
+              "or pull, ASYNC, loopback gRPC; GB = 1e9 bytes\n",
+              servers, workers, streams);
   std::printf("malloc: %s\n", tessera::HugePageMallocEnabled()
                                   ? "transparent huge pages (glibc.malloc.hugetlb=1)"
                                   : "4 KiB pages (glibc.malloc.hugetlb is not 1: "

@@ -31,9 +31,10 @@ ABSL_FLAG(std::string, device, "auto",
           "error.");
 ABSL_FLAG(int, pull_timeout_s, 300,
           "How long a pull may wait for fresher parameters (sync barrier) before failing.");
-ABSL_FLAG(int, channels_per_server, tessera::worker::PsClientOptions().channels_per_server,
-          "gRPC channels (TCP connections) to each parameter server; a push or pull of "
-          "512 KiB or more to one server is striped over them.");
+ABSL_FLAG(int, streams, tessera::worker::PsClientOptions().streams,
+          "Streams each push and pull aims for over all parameter servers: with fewer servers, "
+          "a server's share (256 KiB a stripe at least) is striped over several TCP "
+          "connections to it.");
 
 int main(int argc, char** argv) {
   tessera::RestartWithHugePageMalloc(argv);
@@ -53,7 +54,7 @@ int main(int argc, char** argv) {
   options.rpc_timeout = absl::Seconds(absl::GetFlag(FLAGS_rpc_timeout_s));
   options.connect_timeout = absl::Seconds(absl::GetFlag(FLAGS_connect_timeout_s));
   options.ps.pull_timeout = absl::Seconds(absl::GetFlag(FLAGS_pull_timeout_s));
-  options.ps.channels_per_server = absl::GetFlag(FLAGS_channels_per_server);
+  options.ps.streams = absl::GetFlag(FLAGS_streams);
   if (absl::Status st = options.Validate(); !st.ok()) {
     std::fprintf(stderr, "tessera-worker: %s\n", std::string(st.message()).c_str());
     return 2;

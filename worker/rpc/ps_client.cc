@@ -349,10 +349,9 @@ absl::StatusOr<std::unique_ptr<GrpcParameterClient>> GrpcParameterClient::Create
     }
   }
   TESSERA_RETURN_IF_ERROR_CTX(CheckPreconditioning(plan.compression(), plan.optimizer()), "plan");
-  if (options.channels_per_server < 1 || options.channels_per_server > kMaxChannelsPerServer) {
-    return absl::InvalidArgumentError(absl::StrCat("channels_per_server is ",
-                                                   options.channels_per_server, "; want 1..",
-                                                   kMaxChannelsPerServer));
+  if (options.streams < 1 || options.streams > kMaxStreams) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("streams is ", options.streams, "; want 1..", kMaxStreams));
   }
   return std::unique_ptr<GrpcParameterClient>(
       new GrpcParameterClient(job_id, rank, plan, options));
@@ -388,9 +387,6 @@ GrpcParameterClient::GrpcParameterClient(std::string job_id, int rank, const Ten
     if (s.slices_size() == 0) continue;
     Server server;
     server.address = s.address();
-    for (int c = 0; c < options.channels_per_server; ++c) {
-      server.stubs.push_back(std::make_unique<grpc::GenericStub>(MakeChannel(s.address())));
-    }
     for (const TensorSlice& slice : s.slices()) {
       const int t = static_cast<int>(
           std::find(tensor_names_.begin(), tensor_names_.end(), slice.tensor()) -
@@ -401,12 +397,24 @@ GrpcParameterClient::GrpcParameterClient(std::string job_id, int rank, const Ten
     }
     servers_.push_back(std::move(server));
   }
+  const size_t channels =
+      servers_.empty() ? 1
+                       : std::min<size_t>(kMaxChannelsPerServer,
+                                          (options.streams + servers_.size() - 1) / servers_.size());
   for (size_t i = 0; i < servers_.size(); ++i) {
-    std::vector<std::vector<Piece>> runs = Stripes(servers_[i], servers_[i].stubs.size());
+    std::vector<std::vector<Piece>> runs = Stripes(servers_[i], channels);
     servers_[i].parts = static_cast<int>(runs.size());
     for (size_t k = 0; k < runs.size(); ++k) {
-      for (const Piece& piece : runs[k]) holders_[piece.tensor].emplace_back(stripes_.size(), piece);
-      stripes_.push_back(Stripe{i, static_cast<int>(k), std::move(runs[k])});
+      servers_[i].stubs.push_back(
+          std::make_unique<grpc::GenericStub>(MakeChannel(servers_[i].address)));
+    }
+    for (size_t k = 0; k < runs.size(); ++k) {
+      uint64_t elements = 0;
+      for (const Piece& piece : runs[k]) {
+        holders_[piece.tensor].emplace_back(stripes_.size(), piece);
+        elements += piece.end - piece.begin;
+      }
+      stripes_.push_back(Stripe{i, static_cast<int>(k), std::move(runs[k]), elements});
     }
   }
 }
@@ -665,26 +673,22 @@ absl::Status GrpcParameterClient::FinishPull(int64_t* view_clock) {
   if (pull_calls_.empty()) return absl::FailedPreconditionError("FinishPull without StartPull");
   absl::Status first;
   int64_t view = std::numeric_limits<int64_t>::max();
-  std::vector<uint64_t> received(servers_.size(), 0);
   for (size_t i = 0; i < pull_calls_.size(); ++i) {
-    const size_t server = stripes_[i].server;
-    absl::Status st = pull_calls_[i]->Wait(servers_[server].address);
+    const std::string& address = servers_[stripes_[i].server].address;
+    absl::Status st = pull_calls_[i]->Wait(address);
+    if (st.ok() && pull_calls_[i]->received() != stripes_[i].elements) {
+      st = absl::DataLossError(absl::StrCat("pull from server ", address, ": got ",
+                                            pull_calls_[i]->received(), " values, expected ",
+                                            stripes_[i].elements));
+    }
     if (first.ok() && !st.ok()) {
       first = st;
       for (auto& call : pull_calls_) call->Cancel();  // the others need not finish
     }
-    received[server] += pull_calls_[i]->received();
     view = std::min(view, pull_calls_[i]->view_clock());
   }
   pull_calls_.clear();
   TESSERA_RETURN_IF_ERROR(first);
-  for (size_t i = 0; i < servers_.size(); ++i) {
-    if (received[i] != servers_[i].elements) {
-      return absl::DataLossError(absl::StrCat("pull from server ", servers_[i].address, ": got ",
-                                              received[i], " values, expected ",
-                                              servers_[i].elements));
-    }
-  }
   if (view_clock != nullptr) *view_clock = servers_.empty() ? -1 : view;
   return absl::OkStatus();
 }

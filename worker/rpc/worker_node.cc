@@ -13,9 +13,8 @@ absl::Status WorkerNodeOptions::Validate() const {
   if (scheduler.empty()) return absl::InvalidArgumentError("--scheduler is required (host:port)");
   if (name.empty()) return absl::InvalidArgumentError("--name must not be empty");
   if (rpc_timeout <= absl::ZeroDuration()) return absl::InvalidArgumentError("rpc timeout must be > 0");
-  if (ps.channels_per_server < 1 || ps.channels_per_server > kMaxChannelsPerServer) {
-    return absl::InvalidArgumentError(absl::StrCat("--channels_per_server must be in [1, ",
-                                                   kMaxChannelsPerServer, "]"));
+  if (ps.streams < 1 || ps.streams > kMaxStreams) {
+    return absl::InvalidArgumentError(absl::StrCat("--streams must be in [1, ", kMaxStreams, "]"));
   }
   return absl::OkStatus();
 }
