@@ -305,7 +305,9 @@ class ShardStore {
   // opens the session, the others join it. A worker pushes one push at a
   // time, so its open sessions with another push_id were abandoned: they are
   // failed (ABORTED) and dropped, as are those of workers that leave the
-  // live set, on DropJob and on Shutdown. parts == 1 is BeginPush. Errors as
+  // live set, on DropJob and on Shutdown. (A stream of a push the client had
+  // already given up on that arrives late fails the worker's newer push the
+  // same way; the client sees ABORTED, and nothing partial is applied.) parts == 1 is BeginPush. Errors as
   // BeginPush; INVALID_ARGUMENT for parts outside [1, kMaxPushParts], a
   // stream that disagrees with the session on clock or parts, or one stream
   // more than `parts`.

@@ -69,8 +69,10 @@ grpc::Status ParameterServiceImpl::SetLiveWorkers(grpc::ServerContext*,
 
 namespace {
 
-// One push stream: chunks are decoded one at a time, each straight into the
-// staging buffer of its slice; the client's half-close commits the push.
+// One push stream: chunks are decoded one at a time, each held or copied
+// into the staging buffer of its slice; the client's half-close ends this
+// stream's part of the push, and the last part's end commits it (a push in
+// one part: at once). A bad chunk or a broken stream discards the push.
 // Reactions run on gRPC's callback threads, one at a time for a stream.
 class PushReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:

@@ -35,7 +35,8 @@ inline constexpr size_t kMinHeldChunkBytes = size_t{64} << 10;
 // straight into the outgoing buffer; the rest is synchronous.
 //   Push: the first chunk fixes job/worker/clock (a later chunk that differs is
 //         INVALID_ARGUMENT); each chunk is staged; the push is committed when
-//         the client half-closes, and discarded if the stream breaks.
+//         the client half-closes (for a push striped over `parts` streams:
+//         when the last of them does), and discarded if a stream breaks.
 //   Pull: waits per the job's mode until the client's deadline, capped by
 //         Options::max_pull_wait, then streams PullChunks of at most
 //         kPullPieceBytes of payload.
