@@ -319,7 +319,7 @@ int Main(const CliArgs& args) {
   for (const std::string& model : models) {
     std::vector<Panel> panels;
     for (const std::string& scenario : scenarios) {
-      Panel p{absl::StrCat(scenario, " stragglers"), "wall time (s)", "training loss", {}};
+      Panel p{absl::StrCat(scenario, " stragglers"), "wall time (s)", "training loss", {}, {}};
       for (const RunOutcome& o : outcomes) {
         if (o.model == model && o.scenario == scenario && o.seed == first_seed) {
           p.series.push_back(o.curve);

@@ -60,6 +60,7 @@
 #include "proto/parameter_service.grpc.pb.h"
 #include "server/rpc/parameter_server.h"
 #include "spdlog/spdlog.h"
+#include "tools/svg_plot.h"
 #include "worker/rpc/ps_client.h"
 
 ABSL_FLAG(int, servers, 1, "In-process parameter servers; each tensor is split evenly over them.");
@@ -89,6 +90,9 @@ ABSL_FLAG(int, repeat, 1,
           "report the repetition with the median %% of TCP (for shared, noisy machines).");
 ABSL_FLAG(std::string, csv, "", "Also write the results as CSV to this path.");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this path.");
+ABSL_FLAG(std::string, svg, "",
+          "Also draw goodput and %% of raw TCP against tensor size, per mode, as an SVG "
+          "chart at this path.");
 
 namespace tessera::tools {
 namespace {
@@ -492,6 +496,55 @@ std::string Json(const std::vector<Cell>& cells, const TcpResult& tcp, int serve
       absl::StrJoin(rows, ",\n"));
 }
 
+// Goodput and % of raw TCP against tensor size (log scale), one line per
+// mode, with the raw TCP baseline (per size, the mean of its cells' adjacent
+// baselines) and the 70% mark.
+std::string Svg(const std::vector<Cell>& cells, const std::vector<Mode>& modes,
+                const std::vector<uint64_t>& sizes, int servers, int workers, int streams) {
+  Panel goodput{"goodput", "tensor size", "GB/s", {}, {}};
+  Panel ratio{"goodput / raw TCP loopback", "tensor size", "% of raw TCP", {}, {}};
+  for (uint64_t size : sizes) {
+    goodput.x_ticks.emplace_back(std::log2(static_cast<double>(size)), SizeLabel(size));
+  }
+  ratio.x_ticks = goodput.x_ticks;
+  Series tcp{"raw TCP", {}, {}};
+  for (uint64_t size : sizes) {
+    double sum = 0;
+    int n = 0;
+    for (const Cell& c : cells) {
+      if (c.size_bytes != size) continue;
+      sum += c.tcp_gbps;
+      ++n;
+    }
+    if (n == 0) continue;
+    tcp.x.push_back(std::log2(static_cast<double>(size)));
+    tcp.y.push_back(sum / n);
+  }
+  for (Mode mode : modes) {
+    Series g{ModeName(mode), {}, {}}, r{ModeName(mode), {}, {}};
+    for (const Cell& c : cells) {
+      if (c.mode != mode) continue;
+      const double x = std::log2(static_cast<double>(c.size_bytes));
+      g.x.push_back(x);
+      g.y.push_back(c.goodput_gbps);
+      r.x.push_back(x);
+      r.y.push_back(c.pct_of_tcp);
+    }
+    goodput.series.push_back(std::move(g));
+    ratio.series.push_back(std::move(r));
+  }
+  goodput.series.push_back(std::move(tcp));
+  if (!sizes.empty()) {
+    const double lo = std::log2(static_cast<double>(sizes.front()));
+    const double hi = std::log2(static_cast<double>(sizes.back()));
+    ratio.series.push_back(Series{"70%", {lo, hi}, {70, 70}});
+  }
+  return RenderSvg(absl::StrFormat("tessera bench pushpull: %d server(s) x %d worker(s), %d "
+                                   "stream(s) per push or pull, loopback",
+                                   servers, workers, streams),
+                   {goodput, ratio});
+}
+
 int Main() {
   const int servers = absl::GetFlag(FLAGS_servers);
   const int workers = absl::GetFlag(FLAGS_workers);
@@ -554,6 +607,11 @@ int Main() {
   if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
     json_out.open(path, std::ios::binary | std::ios::trunc);
     if (!json_out) return fail(absl::StrCat("--json: cannot open ", path, " for writing"));
+  }
+  std::ofstream svg_out;
+  if (const std::string path = absl::GetFlag(FLAGS_svg); !path.empty()) {
+    svg_out.open(path, std::ios::binary | std::ios::trunc);
+    if (!svg_out) return fail(absl::StrCat("--svg: cannot open ", path, " for writing"));
   }
 
   // The servers' INFO lines (job created, dropped) would interleave with the table.
@@ -633,6 +691,11 @@ int Main() {
     json_out.close();
     if (!json_out) return fail(absl::StrCat("--json: cannot write ", absl::GetFlag(FLAGS_json)));
   }
+  if (svg_out.is_open()) {
+    svg_out << Svg(cells, modes, sizes, servers, workers, streams);
+    svg_out.close();
+    if (!svg_out) return fail(absl::StrCat("--svg: cannot write ", absl::GetFlag(FLAGS_svg)));
+  }
   return 0;
 }
 
@@ -648,7 +711,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Push/pull goodput, latency and CPU cost against raw TCP loopback.\n"
       "Usage: tessera-bench-pushpull [--servers=1] [--workers=1] [--sizes=4K,64K,1M,16M,64M,256M] "
-      "[--modes=push,pull,pushpull] [--quick] [--csv=PATH] [--json=PATH]");
+      "[--modes=push,pull,pushpull] [--streams=2] [--quick] [--csv=PATH] [--json=PATH] "
+      "[--svg=PATH]");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {
     std::fprintf(stderr, "tessera-bench-pushpull: unexpected argument '%s' (see --help)\n",

@@ -137,8 +137,8 @@ absl::Status WriteMetrics(const JobInfo& job, const std::vector<MetricPoint>& po
     absl::StrAppendFormat(&title, "; test accuracy %.2f%%", 100 * job.test_accuracy());
   }
   const std::string svg = RenderSvg(
-      title, {Panel{"training loss", "step", "loss (mean over each reporting window)", {loss}},
-              Panel{"training accuracy", "step", "accuracy", {acc}}});
+      title, {Panel{"training loss", "step", "loss (mean over each reporting window)", {loss}, {}},
+              Panel{"training accuracy", "step", "accuracy", {acc}, {}}});
   return WriteFileAtomically(svg_path, svg);
 }
 

@@ -72,11 +72,16 @@ std::string RenderPanel(const Panel& p, double ox) {
   ymax += pad;
   auto sx = [&](double x) { return kLeft + (x - xmin) / (xmax - xmin) * pw; };
   auto sy = [&](double y) { return kTop + ph - (y - ymin) / (ymax - ymin) * ph; };
-  for (double t : Ticks(xmin, xmax)) {
+  std::vector<std::pair<double, std::string>> x_ticks = p.x_ticks;
+  if (x_ticks.empty()) {
+    for (double t : Ticks(xmin, xmax)) x_ticks.emplace_back(t, absl::StrFormat("%g", t));
+  }
+  for (const auto& [t, label] : x_ticks) {
+    if (!(t >= xmin && t <= xmax)) continue;
     out += absl::StrFormat(
         "<line x1=\"%.1f\" y1=\"%g\" x2=\"%.1f\" y2=\"%g\" stroke=\"#ddd\"/><text x=\"%.1f\" "
-        "y=\"%g\" text-anchor=\"middle\" font-size=\"11\">%g</text>\n",
-        sx(t), kTop, sx(t), kTop + ph, sx(t), kTop + ph + 15, t);
+        "y=\"%g\" text-anchor=\"middle\" font-size=\"11\">%s</text>\n",
+        sx(t), kTop, sx(t), kTop + ph, sx(t), kTop + ph + 15, Escape(label));
   }
   for (double t : Ticks(ymin, ymax)) {
     out += absl::StrFormat(
@@ -89,6 +94,18 @@ std::string RenderPanel(const Panel& p, double ox) {
       "<text transform=\"translate(16,%g) rotate(-90)\" text-anchor=\"middle\" "
       "font-size=\"12\">%s</text>\n",
       kLeft + pw / 2, kPanelH - 12, Escape(p.x_label), kTop + ph / 2, Escape(p.y_label));
+  // The legend sits in the top right corner, as wide as its longest label,
+  // on a backdrop so it stays readable over the lines it names.
+  size_t longest = 0;
+  for (const Series& s : p.series) longest = std::max(longest, s.label.size());
+  const double legend_w = 32 + 6.2 * static_cast<double>(longest);
+  const double legend_x = kLeft + pw - legend_w;
+  if (p.series.size() > 1) {
+    out += absl::StrFormat(
+        "<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" fill=\"white\" "
+        "fill-opacity=\"0.85\" stroke=\"#ccc\"/>\n",
+        legend_x - 4, kTop + 4, legend_w, 16.0 * static_cast<double>(p.series.size()) + 4);
+  }
   for (size_t k = 0; k < p.series.size(); ++k) {
     const Series& s = p.series[k];
     const char* color = kColors[k % (sizeof(kColors) / sizeof(kColors[0]))];
@@ -104,8 +121,7 @@ std::string RenderPanel(const Panel& p, double ox) {
       out += absl::StrFormat(
           "<line x1=\"%g\" y1=\"%g\" x2=\"%g\" y2=\"%g\" stroke=\"%s\" stroke-width=\"2\"/>"
           "<text x=\"%g\" y=\"%g\" font-size=\"11\">%s</text>\n",
-          kLeft + pw - 120, ly, kLeft + pw - 100, ly, color, kLeft + pw - 95, ly + 4,
-          Escape(s.label));
+          legend_x, ly, legend_x + 20, ly, color, legend_x + 25, ly + 4, Escape(s.label));
     }
   }
   return out + "</g>\n";

@@ -2,6 +2,7 @@
 #define TESSERA_TOOLS_SVG_PLOT_H_
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tessera::tools {
@@ -17,6 +18,9 @@ struct Panel {
   std::string x_label;
   std::string y_label;
   std::vector<Series> series;
+  // Ticks of the x axis as (position, label), e.g. sizes drawn at their
+  // log2; empty: about five round values, labelled with their value.
+  std::vector<std::pair<double, std::string>> x_ticks;
 };
 
 // Renders panels side by side as a standalone SVG document: axes with

@@ -199,8 +199,18 @@ int RunLocal(const CliArgs& args) {
     spec = *loaded;
   }
   if (absl::Status st = ApplyLocalOverrides(args, &spec); !st.ok()) return Fail(st);
-  absl::StatusOr<int> servers = args.GetInt("servers", 1, 64);
-  absl::StatusOr<int> workers = args.GetInt("workers", 1, 64);
+  // --servers / --workers, else the job's num_servers / num_workers, else 2.
+  auto count = [&](const std::string& flag, int from_job) -> absl::StatusOr<int> {
+    if (!args.Get(flag).empty()) return args.GetInt(flag, 1, 64);
+    if (from_job == 0) return 2;
+    if (from_job < 1 || from_job > 64) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the job asks for ", from_job, " ", flag, "; tessera local starts 1..64"));
+    }
+    return from_job;
+  };
+  absl::StatusOr<int> servers = count("servers", spec.num_servers());
+  absl::StatusOr<int> workers = count("workers", spec.num_workers());
   if (!servers.ok()) return Fail(servers.status());
   if (!workers.ok()) return Fail(workers.status());
   spec.set_num_servers(*servers);
@@ -305,8 +315,8 @@ std::vector<Command> Commands() {
       {"local", "[JOB.yaml] [flags]",
        "Start a scheduler, servers and workers on 127.0.0.1, run a job (by default the main job: an "
        "MLP on Fashion-MNIST), show progress, write metrics.csv and training.svg, stop everything.",
-       {{"servers", "2", "parameter servers to start"},
-        {"workers", "2", "workers to start"},
+       {{"servers", "", "parameter servers to start (default: the job's num_servers, else 2)"},
+        {"workers", "", "workers to start (default: the job's num_workers, else 2)"},
         {"out", "tessera-out", "output folder: logs/, metrics.csv, training.svg"},
         {"model", "", "override: mlp or softmax_regression"},
         {"hidden_layers", "", "override: MLP hidden widths, e.g. 256,128"},
