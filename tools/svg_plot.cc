@@ -11,7 +11,8 @@ namespace tessera::tools {
 namespace {
 
 constexpr double kPanelW = 520, kPanelH = 360;
-constexpr double kLeft = 70, kRight = 20, kTop = 40, kBottom = 50;
+// kRight leaves room for half of a label centred on the last x tick.
+constexpr double kLeft = 70, kRight = 32, kTop = 40, kBottom = 50;
 const char* const kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"};
 
 std::string Escape(const std::string& s) {
@@ -40,8 +41,12 @@ std::vector<double> Ticks(double lo, double hi) {
       break;
     }
   }
+  // Whole multiples of the step (no drift from repeated addition), and 0 as
+  // 0 rather than -0.
   std::vector<double> ticks;
-  for (double t = std::ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push_back(t);
+  for (double k = std::ceil(lo / step); k * step <= hi + step * 1e-9; ++k) {
+    ticks.push_back(k == 0 ? 0.0 : k * step);
+  }
   return ticks;
 }
 

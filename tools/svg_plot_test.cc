@@ -21,6 +21,13 @@ TEST(SvgPlotTest, DrawsEverySeriesAndEscapesText) {
   EXPECT_EQ(svg.find("nan"), std::string::npos);
 }
 
+TEST(SvgPlotTest, ZeroTickIsNotNegative) {
+  // Padding puts the y axis at [-0.2, 4.2]: the first tick is ceil(-0.2) = -0.
+  const std::string svg = RenderSvg("t", {Panel{"p", "x", "y", {Series{"s", {0, 1}, {0, 4}}}, {}}});
+  EXPECT_NE(svg.find(">0<"), std::string::npos);
+  EXPECT_EQ(svg.find(">-0<"), std::string::npos);
+}
+
 TEST(SvgPlotTest, ExplicitXTicksReplaceTheRoundValues) {
   Panel p{"goodput", "size", "GB/s", {Series{"push", {12, 20, 24}, {0.1, 1.5, 2.4}}}, {}};
   p.x_ticks = {{12, "4 KiB"}, {20, "1 MiB"}, {24, "16 MiB"}, {40, "off the axis"}};
