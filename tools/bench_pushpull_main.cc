@@ -87,11 +87,11 @@ ABSL_FLAG(int, streams, tessera::worker::PsClientOptions().streams,
           "connections.");
 ABSL_FLAG(int, repeat, 1,
           "Run every cell this many times, each right after its own raw TCP baseline, and "
-          "report the repetition with the median %% of TCP (for shared, noisy machines).");
+          "report the repetition with the median % of TCP (for shared, noisy machines).");
 ABSL_FLAG(std::string, csv, "", "Also write the results as CSV to this path.");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this path.");
 ABSL_FLAG(std::string, svg, "",
-          "Also draw goodput and %% of raw TCP against tensor size, per mode, as an SVG "
+          "Also draw goodput and % of raw TCP against tensor size, per mode, as an SVG "
           "chart at this path.");
 
 namespace tessera::tools {
