@@ -30,6 +30,8 @@ struct PsClientOptions {
 // The least payload a stripe carries: a smaller share stays one stream.
 inline constexpr uint64_t kMinStripeBytes = uint64_t{256} << 10;
 inline constexpr int kMaxStreams = 64;
+// A server takes a push in at most kMaxPushParts (server/shard_store.h) = 16
+// streams; stripes per server stay within that.
 inline constexpr int kMaxChannelsPerServer = 16;
 
 namespace internal {
