@@ -73,6 +73,7 @@ class PsClientTest : public ::testing::Test {
     *spec.mutable_optimizer() = optimizer;
     *spec.mutable_compression() = compression;
     ApplyJobDefaults(&spec);
+    spec_ = spec;
     plan_ = TensorPlan();
     *plan_.add_tensors() = Tensor("w", kW);
     *plan_.add_tensors() = Tensor("b", kB);
@@ -134,6 +135,7 @@ class PsClientTest : public ::testing::Test {
     return client_->Push(clock, absl::MakeConstSpan(grads));
   }
 
+  JobSpec spec_;
   TensorPlan plan_;
   std::vector<std::unique_ptr<server::ParameterServer>> servers_;
   std::unique_ptr<GrpcParameterClient> client_;
@@ -218,6 +220,37 @@ TEST_F(PsClientTest, AnIncompleteStreamedPushAppliesNothing) {
   EXPECT_EQ(Held("w", kW), Initial(0));
   // The client is usable afterwards.
   ASSERT_TRUE(Push(0, gw, Gradient(kB, 6)).ok());
+}
+
+// Pushes share one long-lived stream per server; a push the server refuses
+// ends it, and the next push opens a new one.
+TEST_F(PsClientTest, APushAfterARefusedPushGoesThrough) {
+  StartJob(CompressionSpec());
+  const std::vector<float> w0 = Initial(0), b0 = Initial(1);
+  const std::vector<float> gw = Gradient(kW, 11), gb = Gradient(kB, 12);
+  ASSERT_TRUE(Push(0, gw, gb).ok());
+  // The second server forgets the job: the push fails there, naming it.
+  ASSERT_TRUE(servers_[1]->store()->DropJob("j").ok());
+  const absl::Status refused = Push(1, gw, gb);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kNotFound) << refused;
+  EXPECT_NE(refused.message().find(plan_.servers(1).address()), absl::string_view::npos)
+      << refused;
+  // The job is back (fresh weights there): the next pushes go through.
+  ASSERT_TRUE(servers_[1]
+                  ->store()
+                  ->CreateJob("j", spec_, {plan_.tensors(0), plan_.tensors(1)},
+                              {Slice("w", kW / 2, kW), Slice("b", 0, kB)}, {0})
+                  .ok());
+  for (int64_t clock = 2; clock < 4; ++clock) ASSERT_TRUE(Push(clock, gw, gb).ok()) << clock;
+  const auto pulled = PullAll(4);
+  // First server: the first push, the refused one (its part there applied,
+  // ASYNC pushes are per server) and two more; second server: two.
+  for (uint64_t i = 0; i < kW; i += 997) {
+    const float want = i < kW / 2 ? w0[i] - gw[i] - gw[i] - gw[i] - gw[i]
+                                  : w0[i] - gw[i] - gw[i];
+    ASSERT_EQ(pulled[0][i], want) << i;
+  }
+  for (uint64_t i = 0; i < kB; ++i) ASSERT_EQ(pulled[1][i], b0[i] - gb[i] - gb[i]) << i;
 }
 
 TEST_F(PsClientTest, Fp16HalvesTheBytesBothWays) {

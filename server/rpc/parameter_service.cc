@@ -69,66 +69,81 @@ grpc::Status ParameterServiceImpl::SetLiveWorkers(grpc::ServerContext*,
 
 namespace {
 
-// One push stream: chunks are decoded one at a time, each held or copied
-// into the staging buffer of its slice; the client's half-close ends this
-// stream's part of the push, and the last part's end commits it (a push in
-// one part: at once). A bad chunk or a broken stream discards the push.
-// Reactions run on gRPC's callback threads, one at a time for a stream.
-class PushReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
+// The chunks of one push on one stream (its part of the push): decodes each
+// chunk, holds or copies it into the staging buffer of its slice, and ends or
+// fails the part. The first chunk opens the session (or joins it, for a push
+// in several parts); later ones must match it. Used by one reaction at a time.
+class PushIntake {
  public:
-  PushReactor(ShardStore* store, grpc::CallbackServerContext* ctx, grpc::ByteBuffer* response)
-      : store_(store), ctx_(ctx), response_(response) {
-    StartRead(&chunk_);
+  explicit PushIntake(ShardStore* store) : store_(store) {}
+  // A push that was neither ended nor failed is discarded.
+  ~PushIntake() { Fail(absl::CancelledError("push stream ended early; nothing applied")); }
+
+  // Stages `chunk`. A chunk marking the end of the push (end_of_push, on a
+  // PushStream) is not staged: *end says so. An error fails the push.
+  absl::Status Add(grpc::ByteBuffer* chunk, bool* end) {
+    *end = false;
+    PushChunk header;
+    absl::Status s = DecodeChunk(chunk, &header, PushChunk::kValuesFieldNumber,
+                                 [&](ChunkPayload& payload) -> absl::Status {
+                                   if (header.end_of_push()) {
+                                     *end = true;
+                                     return payload.size() == 0
+                                                ? absl::OkStatus()
+                                                : absl::InvalidArgumentError(
+                                                      "push: an end_of_push chunk with values");
+                                   }
+                                   return Stage(header, payload);
+                                 });
+    if (!s.ok()) Fail(s);
+    return s;
   }
 
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      Finish(ToGrpcStatus(End()));
-      return;
-    }
-    absl::Status st = AddChunk();
-    chunk_.Clear();
-    if (!st.ok()) {
-      // Stop reading; the push is discarded, nothing applied.
-      FailPart(st);
-      Finish(ToGrpcStatus(st));
-      return;
-    }
-    StartRead(&chunk_);
+  // This part ended cleanly: the last part commits (see PushSession::EndPart).
+  // Then the intake takes the next push. INVALID_ARGUMENT without chunks.
+  absl::Status End(PushResponse* response) {
+    if (session_ == nullptr) return absl::InvalidArgumentError("push carried no chunks");
+    ended_ = true;
+    absl::Status s = session_->EndPart();
+    response->set_elements(session_->elements());
+    spdlog::trace("push job '{}' worker {} clock {} (part of {}): {} elements", job_id_, worker_,
+                  clock_, parts_, response->elements());
+    Reset();
+    return s;
   }
 
-  void OnDone() override {
-    FailPart(absl::CancelledError("push stream ended early; nothing applied"));
-    delete this;
+  // This part failed (once; no-op without an open push): the push is discarded.
+  void Fail(const absl::Status& why) {
+    if (session_ == nullptr || ended_) return;
+    ended_ = true;
+    session_->FailPart(why);
   }
+
+  // Whether a push is open on this stream (chunks came, no end yet).
+  bool open() const { return session_ != nullptr && !ended_; }
 
  private:
-  absl::Status AddChunk() {
-    PushChunk header;
-    absl::Status s = DecodeChunk(&chunk_, &header, PushChunk::kValuesFieldNumber,
-                                 [&](ChunkPayload& payload) -> absl::Status {
-                                   TESSERA_RETURN_IF_ERROR(CheckHeader(header));
-                                   if (payload.size() > kMaxChunkBytes) {
-                                     return absl::InvalidArgumentError(absl::StrCat(
-                                         "push to '", header.tensor(), "': a chunk of ",
-                                         payload.size(), " bytes exceeds the ", kMaxChunkBytes,
-                                         "-byte chunk limit"));
-                                   }
-                                   if (header.encoding() != COMPRESSION_NONE) {
-                                     return AddCompressed(header, payload);
-                                   }
-                                   if (payload.size() >= kMinHeldChunkBytes) {
-                                     // Left in gRPC's receive buffers until
-                                     // the optimizer step reads it.
-                                     TESSERA_ASSIGN_OR_RETURN(auto bytes, payload.Hold());
-                                     return session_->AddChunkHeld(
-                                         header.tensor(), header.offset(), std::move(bytes));
-                                   }
-                                   return session_->AddChunkWith(
-                                       header.tensor(), header.offset(), payload.size(),
-                                       [&](char* dst) { return payload.ReadTo(dst); });
-                                 });
-    return s;
+  void Reset() {
+    session_.reset();
+    ended_ = false;
+  }
+
+  absl::Status Stage(const PushChunk& header, ChunkPayload& payload) {
+    TESSERA_RETURN_IF_ERROR(CheckHeader(header));
+    if (payload.size() > kMaxChunkBytes) {
+      return absl::InvalidArgumentError(absl::StrCat("push to '", header.tensor(),
+                                                     "': a chunk of ", payload.size(),
+                                                     " bytes exceeds the ", kMaxChunkBytes,
+                                                     "-byte chunk limit"));
+    }
+    if (header.encoding() != COMPRESSION_NONE) return AddCompressed(header, payload);
+    if (payload.size() >= kMinHeldChunkBytes) {
+      // Left in gRPC's receive buffers until the optimizer step reads it.
+      TESSERA_ASSIGN_OR_RETURN(auto bytes, payload.Hold());
+      return session_->AddChunkHeld(header.tensor(), header.offset(), std::move(bytes));
+    }
+    return session_->AddChunkWith(header.tensor(), header.offset(), payload.size(),
+                                  [&](char* dst) { return payload.ReadTo(dst); });
   }
 
   // A compressed chunk: the payload is read whole, then decoded into the
@@ -169,8 +184,6 @@ class PushReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
         });
   }
 
-  // The first chunk opens the session (or joins it, for a push in several
-  // parts); later ones must match it.
   absl::Status CheckHeader(const PushChunk& c) {
     if (session_ == nullptr) {
       if (c.job_id().empty()) {
@@ -193,48 +206,17 @@ class PushReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
         std::max<uint32_t>(c.parts(), 1) != parts_ || (parts_ > 1 && c.push_id() != push_id_)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "push: a chunk for job '", c.job_id(), "' worker ", c.worker(), " clock ", c.clock(),
-          " (push ", c.push_id(), " in ", c.parts(), " parts) inside a stream opened for job '",
+          " (push ", c.push_id(), " in ", c.parts(), " parts) inside a push opened for job '",
           job_id_, "' worker ", worker_, " clock ", clock_, " (push ", push_id_, " in ", parts_,
           " parts)"));
     }
     return absl::OkStatus();
   }
 
-  // The stream ended: this part is done (the last part commits), unless it
-  // ended because the client went away.
-  absl::Status End() {
-    if (ctx_->IsCancelled()) {
-      const absl::Status broken = absl::CancelledError("push stream broken; nothing applied");
-      FailPart(broken);
-      return broken;
-    }
-    if (session_ == nullptr) return absl::InvalidArgumentError("push stream carried no chunks");
-    part_ended_ = true;
-    TESSERA_RETURN_IF_ERROR(session_->EndPart());
-    PushResponse resp;
-    resp.set_elements(session_->elements());
-    const std::string bytes = resp.SerializeAsString();
-    grpc::Slice slice(bytes);
-    *response_ = grpc::ByteBuffer(&slice, 1);
-    spdlog::trace("push job '{}' worker {} clock {} (part of {}): {} elements", job_id_, worker_,
-                  clock_, parts_, resp.elements());
-    return absl::OkStatus();
-  }
-
-  // This stream's part of the push failed (once; no-op without a session).
-  void FailPart(const absl::Status& why) {
-    if (session_ == nullptr || part_ended_) return;
-    part_ended_ = true;
-    session_->FailPart(why);
-  }
-
   ShardStore* const store_;
-  grpc::CallbackServerContext* const ctx_;
-  grpc::ByteBuffer* const response_;
-  grpc::ByteBuffer chunk_;
   std::string payload_;  // a compressed chunk's payload, reused
   std::shared_ptr<PushSession> session_;
-  bool part_ended_ = false;  // EndPart or FailPart was called
+  bool ended_ = false;  // EndPart or FailPart was called for session_
   std::string job_id_;
   int worker_ = -1;
   int64_t clock_ = -1;
@@ -242,11 +224,122 @@ class PushReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   uint64_t push_id_ = 0;
 };
 
+grpc::ByteBuffer Serialized(const PushResponse& response) {
+  const std::string bytes = response.SerializeAsString();
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+// Push: one push (or one part of it) per stream; the client's half-close
+// ends it. Reactions run on gRPC's callback threads, one at a time.
+class PushReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
+ public:
+  PushReactor(ShardStore* store, grpc::CallbackServerContext* ctx, grpc::ByteBuffer* response)
+      : ctx_(ctx), response_(response), intake_(store) {
+    StartRead(&chunk_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Finish(ToGrpcStatus(End()));
+      return;
+    }
+    bool end = false;
+    absl::Status st = intake_.Add(&chunk_, &end);
+    chunk_.Clear();
+    if (st.ok() && end) {
+      st = absl::InvalidArgumentError("push: end_of_push belongs on a PushStream");
+      intake_.Fail(st);
+    }
+    if (!st.ok()) {
+      Finish(ToGrpcStatus(st));  // stop reading; nothing of the push is applied
+      return;
+    }
+    StartRead(&chunk_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  // The stream ended: the part is done, unless the client went away.
+  absl::Status End() {
+    if (ctx_->IsCancelled()) {
+      const absl::Status broken = absl::CancelledError("push stream broken; nothing applied");
+      intake_.Fail(broken);
+      return broken;
+    }
+    PushResponse resp;
+    TESSERA_RETURN_IF_ERROR(intake_.End(&resp));
+    *response_ = Serialized(resp);
+    return absl::OkStatus();
+  }
+
+  grpc::CallbackServerContext* const ctx_;
+  grpc::ByteBuffer* const response_;
+  grpc::ByteBuffer chunk_;
+  PushIntake intake_;
+};
+
+// PushStream: a worker's pushes to this server one after another on one
+// stream, each ended by an end_of_push chunk and answered by a PushResponse.
+// A push that fails ends the stream with its status (the client opens a new
+// one); a stream that breaks or half-closes mid-push discards that push.
+class PushStreamReactor final
+    : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  explicit PushStreamReactor(ShardStore* store) : intake_(store) { StartRead(&chunk_); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // half-closed or broken
+      intake_.Fail(absl::CancelledError("push stream ended mid-push; nothing applied"));
+      Finish(grpc::Status::OK);
+      return;
+    }
+    bool end = false;
+    absl::Status st = intake_.Add(&chunk_, &end);
+    chunk_.Clear();
+    if (st.ok() && end) {
+      PushResponse resp;
+      st = intake_.End(&resp);
+      if (st.ok()) {
+        response_ = Serialized(resp);
+        StartWrite(&response_);  // the next read starts once it is out
+        return;
+      }
+    }
+    if (!st.ok()) {
+      Finish(ToGrpcStatus(st));
+      return;
+    }
+    StartRead(&chunk_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "push stream: the client went away"));
+      return;
+    }
+    StartRead(&chunk_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  grpc::ByteBuffer chunk_;
+  grpc::ByteBuffer response_;
+  PushIntake intake_;
+};
+
 }  // namespace
 
 grpc::ServerReadReactor<grpc::ByteBuffer>* ParameterServiceImpl::Push(
     grpc::CallbackServerContext* ctx, grpc::ByteBuffer* response) {
   return new PushReactor(store_, ctx, response);
+}
+
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ParameterServiceImpl::PushStream(
+    grpc::CallbackServerContext*) {
+  return new PushStreamReactor(store_);
 }
 
 namespace {

@@ -27,23 +27,27 @@ inline constexpr size_t kPullPieceBytes = kMaxChunkBytes;
 inline constexpr size_t kMinHeldChunkBytes = size_t{64} << 10;
 
 // The gRPC face of a ShardStore. Thin: validates each request, calls the
-// store, maps the status with ToGrpcStatus. Push and Pull use the callback
+// store, maps the status with ToGrpcStatus. Push, PushStream and Pull use the callback
 // API on raw byte buffers (common/rpc/chunk_codec.h): a pushed float32
 // payload of kMinHeldChunkBytes or more stays in gRPC's receive slices until
 // the optimizer step reads it (a smaller or compressed one is decoded into
 // the slice's staging buffer), a pulled piece is copied from the slice
 // straight into the outgoing buffer; the rest is synchronous.
-//   Push: the first chunk fixes job/worker/clock (a later chunk that differs is
-//         INVALID_ARGUMENT); each chunk is staged; the push is committed when
-//         the client half-closes (for a push striped over `parts` streams:
-//         when the last of them does), and discarded if a stream breaks.
+//   Push, PushStream: the first chunk of a push fixes job/worker/clock (a
+//         later chunk that differs is INVALID_ARGUMENT); each chunk is staged;
+//         the push is committed when the client half-closes (Push) or sends
+//         end_of_push (PushStream, which then answers and takes the next
+//         push; a refused push ends it with the status); for a push striped
+//         over `parts` streams, when the last of them does. A push is
+//         discarded if a stream breaks or half-closes mid-push.
 //   Pull: waits per the job's mode until the client's deadline, capped by
 //         Options::max_pull_wait, then streams PullChunks of at most
 //         kPullPieceBytes of payload.
 // Thread-safe; `store` must outlive the service.
 class ParameterServiceImpl final
-    : public ParameterService::WithRawCallbackMethod_Pull<
-          ParameterService::WithRawCallbackMethod_Push<ParameterService::Service>> {
+    : public ParameterService::WithRawCallbackMethod_PushStream<
+          ParameterService::WithRawCallbackMethod_Pull<
+              ParameterService::WithRawCallbackMethod_Push<ParameterService::Service>>> {
  public:
   struct Options {
     // Longest a pull waits for fresh data, whatever the client's deadline.
@@ -64,6 +68,8 @@ class ParameterServiceImpl final
                                                   grpc::ByteBuffer* response) override;
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Pull(grpc::CallbackServerContext* ctx,
                                                   const grpc::ByteBuffer* request) override;
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* PushStream(
+      grpc::CallbackServerContext* ctx) override;
   grpc::Status Stats(grpc::ServerContext* ctx, const ServerStatsRequest* req,
                      ServerStatsResponse* resp) override;
 

@@ -205,6 +205,8 @@ TEST_F(ParameterServiceTest, BadPushesGetAClearStatus) {
   PushChunk part_a = Chunk("j", 0, 0, "dense0/w", 0, g.data(), 2);
   part_a.set_parts(2);
   part_a.set_push_id(9);
+  PushChunk marker;
+  marker.set_end_of_push(true);
   PushChunk part_b = Chunk("j", 0, 0, "dense0/w", 2, g.data(), 2);
   part_b.set_parts(3);
   part_b.set_push_id(9);
@@ -234,6 +236,8 @@ TEST_F(ParameterServiceTest, BadPushesGetAClearStatus) {
        grpc::StatusCode::INVALID_ARGUMENT, "job_id"},
       {"too many parts", {many_parts}, grpc::StatusCode::INVALID_ARGUMENT, "parts"},
       {"parts change", {part_a, part_b}, grpc::StatusCode::INVALID_ARGUMENT, "in 3 parts"},
+      {"end_of_push on Push", {Chunk("j", 0, 0, "dense0/w", 0, g.data(), 10), marker},
+       grpc::StatusCode::INVALID_ARGUMENT, "PushStream"},
   };
   for (const Case& c : cases) {
     grpc::Status s = PushChunks(c.chunks);
@@ -286,6 +290,50 @@ TEST_F(ParameterServiceTest, APushInTwoStreamsAppliesOnceBothEndWhole) {
   EXPECT_EQ(version, 1);
   std::vector<float> want = Initial();
   for (uint64_t i = 0; i < kSize; ++i) want[i] -= 0.5f * ((g0[i] + g1[i]) / 2.0f);
+  EXPECT_TRUE(values == want);
+}
+
+// Several pushes on one long-lived PushStream, each ended by a marker and
+// answered; a refused push ends the stream with its status.
+TEST_F(ParameterServiceTest, PushStreamCarriesPushAfterPush) {
+  std::vector<float> g(kSize);
+  for (uint64_t i = 0; i < kSize; ++i) g[i] = 0.001f * static_cast<float>(i % 777);
+  const size_t per = kMaxChunkBytes / 4;
+  grpc::ClientContext ctx;
+  SetTimeout(&ctx, absl::Seconds(30));
+  auto stream = stub_->PushStream(&ctx);
+  PushChunk marker;
+  marker.set_end_of_push(true);
+  // Workers 0 and 1 in turn on one stream (SYNC: both push each clock).
+  for (int64_t clock = 0; clock < 2; ++clock) {
+    for (int w = 0; w < 2; ++w) {
+      for (size_t i = 0; i < kSize; i += per) {
+        ASSERT_TRUE(stream->Write(
+            Chunk("j", w, clock, "dense0/w", i, g.data() + i, std::min(per, kSize - i))));
+      }
+      ASSERT_TRUE(stream->Write(marker));
+      PushResponse resp;
+      ASSERT_TRUE(stream->Read(&resp)) << "clock " << clock << " worker " << w;
+      EXPECT_EQ(resp.elements(), kSize);
+    }
+  }
+  // A marker with no push before it is refused, and ends the stream.
+  ASSERT_TRUE(stream->Write(marker));
+  PushResponse resp;
+  EXPECT_FALSE(stream->Read(&resp));
+  const grpc::Status st = stream->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(st.error_message(), HasSubstr("no chunks"));
+
+  std::vector<float> values;
+  int64_t version = -1;
+  int chunks = 0;
+  ASSERT_TRUE(PullAll(0, 2, &values, &version, &chunks).ok());
+  EXPECT_EQ(version, 2);
+  std::vector<float> want = Initial();
+  for (int step = 0; step < 2; ++step) {
+    for (uint64_t i = 0; i < kSize; ++i) want[i] -= 0.5f * ((g[i] + g[i]) / 2.0f);
+  }
   EXPECT_TRUE(values == want);
 }
 

@@ -24,7 +24,7 @@ namespace tessera::worker {
 namespace internal {
 namespace {
 
-constexpr char kPushMethod[] = "/tessera.ParameterService/Push";
+constexpr char kPushStreamMethod[] = "/tessera.ParameterService/PushStream";
 constexpr char kPullMethod[] = "/tessera.ParameterService/Pull";
 
 // The end of one call, shared by its reactor and the thread that waits, so
@@ -94,16 +94,18 @@ class PayloadPins {
   int64_t refs_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
-// One push stream to one server. Chunks queue up as the caller encodes them
-// and are written one at a time (gRPC allows one write in flight per
-// stream); Close() half-closes once the queue drains. A hold keeps the call
-// open between the caller's writes. Thread-safe.
-class PushCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+// One long-lived PushStream to one server (one stripe's channel), used by
+// push after push. Chunks queue up as the caller encodes them and are written
+// one at a time (gRPC allows one write in flight per stream); EndPush()
+// queues the end_of_push marker, and the server answers each push with one
+// PushResponse. A push the server refuses ends the stream with its status;
+// so does a broken connection. A hold keeps the call open between pushes:
+// Close() cancels the stream (discarding a push still open on it) and
+// returns its status once gRPC is done with it. Thread-safe.
+class PushStreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
-  PushCall(grpc::GenericStub* stub, absl::Duration timeout)
-      : done_(std::make_shared<CallDone>()) {
-    SetTimeout(&ctx_, timeout);
-    stub->PrepareBidiStreamingCall(&ctx_, kPushMethod, grpc::StubOptions(), this);
+  explicit PushStreamCall(grpc::GenericStub* stub) : done_(std::make_shared<CallDone>()) {
+    stub->PrepareBidiStreamingCall(&ctx_, kPushStreamMethod, grpc::StubOptions(), this);
     AddHold();
     StartRead(&response_);
     StartCall();
@@ -112,69 +114,98 @@ class PushCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::By
   void Write(grpc::ByteBuffer chunk) {
     {
       absl::MutexLock lock(&mu_);
-      if (released_ || broken_) return;  // the call failed; Wait() says why
+      if (ended_) return;  // Await() says so
       queue_.push_back(std::move(chunk));
     }
     Pump();
   }
 
-  // No more writes: half-close after the queued ones (or at once, if the
-  // stream broke). `cancel` abandons the push instead: nothing is applied.
-  void Close(bool cancel) {
-    if (cancel) ctx_.TryCancel();
-    {
-      absl::MutexLock lock(&mu_);
-      closing_ = true;
-      if (cancel) broken_ = true;
-    }
-    Pump();
+  // Queues the end of the current push; returns how many answers the stream
+  // must have had once this push is answered.
+  int64_t EndPush() {
+    static const grpc::ByteBuffer& marker = *[] {
+      PushChunk end;
+      end.set_end_of_push(true);
+      const std::string bytes = end.SerializeAsString();
+      grpc::Slice slice(bytes);
+      return new grpc::ByteBuffer(&slice, 1);
+    }();
+    Write(marker);
+    absl::MutexLock lock(&mu_);
+    return ++pushes_;
   }
 
-  // REQUIRES: Close() was called. Returns the call's status.
-  grpc::Status Wait() { return done_->Wait(); }
+  enum class Outcome { kAnswered, kEnded, kTimedOut };
+  // Waits until the stream has had `answers` answers, has ended, or `deadline`.
+  Outcome Await(int64_t answers, absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    auto settled = [this, answers]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return answers_ >= answers || ended_;
+    };
+    if (!mu_.AwaitWithDeadline(absl::Condition(&settled), deadline)) return Outcome::kTimedOut;
+    return answers_ >= answers ? Outcome::kAnswered : Outcome::kEnded;
+  }
+
+  // Whether the stream has ended (a refused push or a broken connection).
+  bool ended() {
+    absl::MutexLock lock(&mu_);
+    return ended_;
+  }
+
+  // Cancels the stream unless it already ended, then waits for gRPC to be
+  // done with it and returns its status. Once; the caller's thread is the
+  // only one that starts writes outside reactions, so none starts after it.
+  grpc::Status Close() {
+    ctx_.TryCancel();
+    {
+      absl::MutexLock lock(&mu_);
+      ended_ = true;
+      queue_.clear();
+    }
+    RemoveHold();
+    return done_->Wait();
+  }
 
   void OnWriteDone(bool ok) override {
     {
       absl::MutexLock lock(&mu_);
       writing_ = false;
-      queue_.pop_front();
-      if (!ok) broken_ = true;  // the call is ending; OnDone brings the status
+      if (!queue_.empty()) queue_.pop_front();
+      if (!ok) {
+        ended_ = true;
+        queue_.clear();
+      }
     }
     Pump();
   }
-  void OnReadDone(bool) override {}  // the one PushResponse; nothing in it is needed
+  void OnReadDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!ok) {
+        ended_ = true;  // the server finished the stream, or it broke
+        return;
+      }
+      ++answers_;
+    }
+    StartRead(&response_);
+  }
   void OnDone(const grpc::Status& status) override {
     std::shared_ptr<CallDone> done = done_;
     done->Set(status);  // `this` may be gone once Set returns
   }
 
  private:
-  // Starts the next write, or ends the writing. Never holds mu_ across a
-  // gRPC call: a reaction may run inline.
+  // Starts the next write. Never holds mu_ across a gRPC call: a reaction
+  // may run inline.
   void Pump() {
     const grpc::ByteBuffer* next = nullptr;
-    bool writes_done = false;
     {
       absl::MutexLock lock(&mu_);
-      if (writing_ || released_) return;
-      if (broken_) {
-        queue_.clear();
-      } else if (!queue_.empty()) {
-        writing_ = true;
-        next = &queue_.front();  // a deque keeps it in place while others queue up
-      }
-      if (next == nullptr) {
-        if (!closing_ && !broken_) return;
-        released_ = true;
-        writes_done = !broken_;
-      }
+      if (writing_ || ended_ || queue_.empty()) return;
+      writing_ = true;
+      next = &queue_.front();  // a deque keeps it in place while others queue up
     }
-    if (next != nullptr) {
-      StartWrite(next);
-      return;
-    }
-    if (writes_done) StartWritesDone();
-    RemoveHold();
+    StartWrite(next);
   }
 
   grpc::ClientContext ctx_;
@@ -182,10 +213,10 @@ class PushCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::By
   const std::shared_ptr<CallDone> done_;
   absl::Mutex mu_;
   std::deque<grpc::ByteBuffer> queue_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;   // a StartWrite is in flight
-  bool closing_ ABSL_GUARDED_BY(mu_) = false;   // Close() was called
-  bool broken_ ABSL_GUARDED_BY(mu_) = false;    // a write failed or the push was cancelled
-  bool released_ ABSL_GUARDED_BY(mu_) = false;  // the hold is gone: no more operations
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;  // a StartWrite is in flight
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;    // no more answers will come
+  int64_t pushes_ ABSL_GUARDED_BY(mu_) = 0;    // end markers queued
+  int64_t answers_ ABSL_GUARDED_BY(mu_) = 0;   // PushResponses received
 };
 
 // One pull stream from one server. Each chunk is decoded on gRPC's thread
@@ -305,7 +336,7 @@ class PullCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::By
 
 namespace {
 constexpr uint64_t kFloatsPerChunk = kMaxChunkBytes / sizeof(float);
-// How long AwaitPush waits for gRPC to let go of gradient memory.
+// How long a push waits for gRPC to let go of gradient memory.
 constexpr absl::Duration kPinGrace = absl::Seconds(5);
 }  // namespace
 
@@ -425,9 +456,8 @@ GrpcParameterClient::~GrpcParameterClient() {
                  rank_, push_wire_bytes_, push_raw_bytes_,
                  100.0 * static_cast<double>(push_wire_bytes_) / push_raw_bytes_);
   }
-  // Calls still open (the caller gave up on an error) end cancelled.
-  for (auto& call : push_calls_) call->Close(/*cancel=*/true);
-  for (auto& call : push_calls_) call->Wait();
+  // Push streams end cancelled (a push the caller gave up on applies nothing).
+  ClosePushStreams();
   for (auto& call : pull_calls_) call->Cancel();
   for (size_t i = 0; i < pull_calls_.size(); ++i) {
     pull_calls_[i]->Wait(servers_[stripes_[i].server].address).IgnoreError();
@@ -440,22 +470,30 @@ GrpcParameterClient::~GrpcParameterClient() {
 
 absl::Status GrpcParameterClient::BeginPush(int64_t clock) {
   if (clock < 0) return absl::InvalidArgumentError(absl::StrCat("push at clock ", clock));
-  if (!push_calls_.empty()) {  // an abandoned push: applies nothing
-    for (auto& call : push_calls_) call->Close(/*cancel=*/true);
-    AwaitPush().IgnoreError();
-  }
+  // An abandoned push: cancelling its streams discards it on the servers.
+  if (push_open_) ClosePushStreams();
   push_clock_ = clock;
   push_id_ = push_nonce_ + ++push_count_;
   pushed_.assign(tensor_names_.size(), false);
-  for (const Stripe& stripe : stripes_) {
-    push_calls_.push_back(std::make_unique<internal::PushCall>(
-        servers_[stripe.server].stubs[stripe.part].get(), options_.push_timeout));
+  push_streams_.resize(stripes_.size());
+  for (size_t i = 0; i < stripes_.size(); ++i) {
+    auto& stream = push_streams_[i];
+    if (stream != nullptr && stream->ended()) {  // broke since the last push
+      stream->Close();
+      stream.reset();
+    }
+    if (stream == nullptr) {
+      const Stripe& stripe = stripes_[i];
+      stream = std::make_unique<internal::PushStreamCall>(
+          servers_[stripe.server].stubs[stripe.part].get());
+    }
   }
+  push_open_ = true;
   return absl::OkStatus();
 }
 
 absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float> grad) {
-  if (push_calls_.empty()) return absl::FailedPreconditionError("PushTensor without BeginPush");
+  if (!push_open_) return absl::FailedPreconditionError("PushTensor without BeginPush");
   if (tensor < 0 || static_cast<size_t>(tensor) >= tensor_names_.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("push of tensor ", tensor, "; the plan has ", tensor_names_.size()));
@@ -528,17 +566,17 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
         kernels::EncodePayload(kcodec, values, n, k, scale, payload_.data(), sent_.data());
         header.set_elements(n);
         for (uint64_t i = 0; i < n; ++i) residual[off + i] = accumulated_[i] - sent_[i];
-        push_calls_[stripe]->Write(EncodeChunk(header, PushChunk::kValuesFieldNumber, bytes,
+        push_streams_[stripe]->Write(EncodeChunk(header, PushChunk::kValuesFieldNumber, bytes,
                                                [&](char* dst) {
                                                  std::memcpy(dst, payload_.data(), bytes);
                                                }));
       } else if (codec == COMPRESSION_NONE) {
         // The gradient itself is the payload: gRPC writes it to the socket
         // from here, and FinishPush waits until gRPC lets go of it.
-        push_calls_[stripe]->Write(EncodeChunkAround(header, PushChunk::kValuesFieldNumber,
+        push_streams_[stripe]->Write(EncodeChunkAround(header, PushChunk::kValuesFieldNumber,
                                                      pins_->Pin(values, bytes)));
       } else {
-        push_calls_[stripe]->Write(
+        push_streams_[stripe]->Write(
             EncodeChunk(header, PushChunk::kValuesFieldNumber, bytes, [&](char* dst) {
               kernels::EncodePayload(kcodec, values, n, 0, scale, dst, nullptr);
             }));
@@ -551,38 +589,58 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
 }
 
 absl::Status GrpcParameterClient::FinishPush() {
-  if (push_calls_.empty()) return absl::FailedPreconditionError("FinishPush without BeginPush");
+  if (!push_open_) return absl::FailedPreconditionError("FinishPush without BeginPush");
+  push_open_ = false;
   const auto missing = std::find(pushed_.begin(), pushed_.end(), false);
-  const bool complete = missing == pushed_.end();
-  for (auto& call : push_calls_) call->Close(/*cancel=*/!complete);
-  absl::Status st = AwaitPush();
-  if (!complete) {
+  if (missing != pushed_.end()) {
+    ClosePushStreams();  // discards what was sent
     return absl::InvalidArgumentError(
         absl::StrCat("push at clock ", push_clock_, ": tensor '",
                      tensor_names_[missing - pushed_.begin()], "' was not pushed; nothing applied"));
   }
-  return st;
-}
-
-absl::Status GrpcParameterClient::AwaitPush() {
+  std::vector<int64_t> answers(push_streams_.size());
+  for (size_t i = 0; i < push_streams_.size(); ++i) answers[i] = push_streams_[i]->EndPush();
+  const absl::Time deadline = absl::Now() + options_.push_timeout;
   absl::Status first;
-  for (size_t i = 0; i < push_calls_.size(); ++i) {
-    absl::Status st = FromGrpcStatus(
-        push_calls_[i]->Wait(),
-        absl::StrCat("push to server ", servers_[stripes_[i].server].address));
-    if (first.ok() && !st.ok()) first = st;
+  for (size_t i = 0; i < push_streams_.size() && first.ok(); ++i) {
+    const std::string& address = servers_[stripes_[i].server].address;
+    switch (push_streams_[i]->Await(answers[i], deadline)) {
+      case internal::PushStreamCall::Outcome::kAnswered:
+        break;
+      case internal::PushStreamCall::Outcome::kEnded: {
+        first = FromGrpcStatus(push_streams_[i]->Close(), absl::StrCat("push to server ", address));
+        push_streams_[i].reset();
+        if (first.ok()) first = absl::UnavailableError(absl::StrCat(
+            "push to server ", address, ": the stream ended before the push was answered"));
+        break;
+      }
+      case internal::PushStreamCall::Outcome::kTimedOut:
+        first = absl::DeadlineExceededError(
+            absl::StrCat("push to server ", address, ": no answer in ",
+                         absl::FormatDuration(options_.push_timeout)));
+        break;
+    }
   }
-  push_calls_.clear();
-  // Every call has ended, so the transport is done with the gradients; it
-  // drops its last references right after the final write. A broken
+  // After a failure the servers' state of this push is unknown (some parts
+  // may be open): fresh streams for the next one.
+  if (!first.ok()) ClosePushStreams();
+  // The servers have every chunk, so the transport is done with the
+  // gradients; it drops its last references right after the writes. A broken
   // connection may keep unsent frames of a dead stream a little longer:
   // those bytes go nowhere, so the caller may go on.
   if (!pins_->AwaitReleased(absl::Now() + kPinGrace)) {
-    spdlog::warn("push at clock {}: gRPC still references gradient memory {} after the calls "
+    spdlog::warn("push at clock {}: gRPC still references gradient memory {} after the push "
                  "ended",
                  push_clock_, absl::FormatDuration(kPinGrace));
   }
   return first;
+}
+
+void GrpcParameterClient::ClosePushStreams() {
+  for (auto& stream : push_streams_) {
+    if (stream != nullptr) stream->Close();
+    stream.reset();
+  }
 }
 
 absl::Status GrpcParameterClient::Push(int64_t clock,

@@ -36,7 +36,7 @@ inline constexpr int kMaxChannelsPerServer = 16;
 
 namespace internal {
 class PayloadPins;
-class PushCall;
+class PushStreamCall;
 class PullCall;
 // Where a pull's values go: the plan's tensor names and the caller's buffers.
 struct PullTarget {
@@ -117,9 +117,8 @@ class GrpcParameterClient : public ParameterClient {
   // The pieces of `server` in `channels` runs of about equal size (fewer when
   // a run would carry less than kMinStripeBytes), in order.
   static std::vector<std::vector<Piece>> Stripes(const Server& server, size_t channels);
-  // Waits for every open push call; returns the first error.
-  absl::Status AwaitPush();
-  absl::Status AwaitPull(int64_t* view_clock);
+  // Cancels the push streams; the next push opens new ones.
+  void ClosePushStreams();
 
   // Constant after construction.
   const std::string job_id_;
@@ -149,13 +148,15 @@ class GrpcParameterClient : public ParameterClient {
   std::string payload_;
   uint64_t push_wire_bytes_ = 0, push_raw_bytes_ = 0, pull_wire_bytes_ = 0, pull_raw_bytes_ = 0;
 
-  // The open streamed push (one call per stripe) and its state. Push ids
-  // are push_nonce_ (random per client) plus a count.
+  // The push in progress and its state. Push ids are push_nonce_ (random
+  // per client) plus a count.
   const uint64_t push_nonce_;
   uint64_t push_count_ = 0;
   uint64_t push_id_ = 0;
   int64_t push_clock_ = -1;
-  std::vector<std::unique_ptr<internal::PushCall>> push_calls_;
+  // One long-lived PushStream per stripe (null until used, or after it failed).
+  std::vector<std::unique_ptr<internal::PushStreamCall>> push_streams_;
+  bool push_open_ = false;  // between BeginPush and FinishPush
   std::vector<bool> pushed_;
   // The outstanding pull (one call per stripe) and where it writes.
   std::vector<std::unique_ptr<internal::PullCall>> pull_calls_;
