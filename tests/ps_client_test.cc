@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/initializer.h"
 #include "common/job_spec.h"
 #include "common/range.h"
@@ -251,6 +252,20 @@ TEST_F(PsClientTest, APushAfterARefusedPushGoesThrough) {
     ASSERT_EQ(pulled[0][i], want) << i;
   }
   for (uint64_t i = 0; i < kB; ++i) ASSERT_EQ(pulled[1][i], b0[i] - gb[i] - gb[i]) << i;
+}
+
+// A worker's push streams stay open between pushes; a server that stops
+// cancels them instead of waiting out its grace period, and the worker's next
+// push to it fails with a status that names it.
+TEST_F(PsClientTest, AServerStopsPromptlyWithIdlePushStreamsOpen) {
+  StartJob(CompressionSpec());
+  ASSERT_TRUE(Push(0, Gradient(kW, 13), Gradient(kB, 14)).ok());
+  const absl::Time t0 = absl::Now();
+  servers_[1]->Stop();
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(1)) << "the grace period is 2 s";
+  const absl::Status st = Push(1, Gradient(kW, 15), Gradient(kB, 16));
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find(plan_.servers(1).address()), absl::string_view::npos) << st;
 }
 
 TEST_F(PsClientTest, Fp16HalvesTheBytesBothWays) {

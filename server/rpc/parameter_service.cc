@@ -287,7 +287,12 @@ class PushReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
 class PushStreamReactor final
     : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
-  explicit PushStreamReactor(ShardStore* store) : intake_(store) { StartRead(&chunk_); }
+  PushStreamReactor(ParameterServiceImpl* service, ShardStore* store,
+                    grpc::CallbackServerContext* ctx)
+      : service_(service), ctx_(ctx), intake_(store) {
+    service_->AddPushStream(ctx_);
+    StartRead(&chunk_);
+  }
 
   void OnReadDone(bool ok) override {
     if (!ok) {  // half-closed or broken
@@ -322,9 +327,14 @@ class PushStreamReactor final
     StartRead(&chunk_);
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    service_->RemovePushStream(ctx_);
+    delete this;
+  }
 
  private:
+  ParameterServiceImpl* const service_;
+  grpc::CallbackServerContext* const ctx_;
   grpc::ByteBuffer chunk_;
   grpc::ByteBuffer response_;
   PushIntake intake_;
@@ -338,8 +348,26 @@ grpc::ServerReadReactor<grpc::ByteBuffer>* ParameterServiceImpl::Push(
 }
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ParameterServiceImpl::PushStream(
-    grpc::CallbackServerContext*) {
-  return new PushStreamReactor(store_);
+    grpc::CallbackServerContext* ctx) {
+  return new PushStreamReactor(this, store_, ctx);
+}
+
+void ParameterServiceImpl::AddPushStream(grpc::CallbackServerContext* ctx) {
+  absl::MutexLock lock(&streams_mu_);
+  push_streams_.insert(ctx);
+  if (streams_cancelled_) ctx->TryCancel();
+}
+
+void ParameterServiceImpl::RemovePushStream(grpc::CallbackServerContext* ctx) {
+  absl::MutexLock lock(&streams_mu_);
+  push_streams_.erase(ctx);
+}
+
+void ParameterServiceImpl::CancelPushStreams() {
+  // Under the lock: a stream's context lives until RemovePushStream.
+  absl::MutexLock lock(&streams_mu_);
+  streams_cancelled_ = true;
+  for (grpc::CallbackServerContext* ctx : push_streams_) ctx->TryCancel();
 }
 
 namespace {

@@ -2,6 +2,7 @@
 #define TESSERA_SERVER_RPC_PARAMETER_SERVICE_H_
 
 #include <cstddef>
+#include <set>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/functional/any_invocable.h"
@@ -77,11 +78,23 @@ class ParameterServiceImpl final
   // own, counted so the service outlives it. Used by Pull.
   void RunWaiter(absl::AnyInvocable<void() &&> wait);
 
+  // Cancels every open PushStream (a worker's stream lives from push to
+  // push, so a server that stops would otherwise wait out its grace period
+  // for them) and every one opened later. A push open on one is discarded.
+  void CancelPushStreams();
+  // Used by PushStream: registers an open stream (cancelled at once after
+  // CancelPushStreams), and forgets it once done.
+  void AddPushStream(grpc::CallbackServerContext* ctx);
+  void RemovePushStream(grpc::CallbackServerContext* ctx);
+
  private:
   ShardStore* const store_;
   const Options options_;
   absl::Mutex waiters_mu_;
   int waiters_ ABSL_GUARDED_BY(waiters_mu_) = 0;
+  absl::Mutex streams_mu_;
+  std::set<grpc::CallbackServerContext*> push_streams_ ABSL_GUARDED_BY(streams_mu_);
+  bool streams_cancelled_ ABSL_GUARDED_BY(streams_mu_) = false;
 };
 
 }  // namespace tessera::server
