@@ -47,9 +47,13 @@ struct PullTarget {
 
 // ParameterClient over gRPC. Each request is split by server, all servers at
 // once, and with fewer servers than options.streams a server's share is
-// split again into stripes, one per channel (TCP connection) to it: one Push
-// or Pull stream per stripe, payload in chunks of at most kMaxChunkBytes. The server applies a striped push only once every
-// stripe arrived whole (PushChunk.parts). The calls run on gRPC's
+// split again into stripes, one per channel (TCP connection) to it. Pushes
+// go on one long-lived PushStream per stripe, each push ended by an
+// end_of_push chunk and answered by the server (a failed push closes the
+// stream; the next push opens a new one); each pull is one Pull stream per
+// stripe. Payload goes in chunks of at most kMaxChunkBytes. The server
+// applies a striped push only once every stripe arrived whole
+// (PushChunk.parts). The calls run on gRPC's
 // callback API over raw byte buffers (common/rpc/chunk_codec.h): a float32
 // chunk is pushed without a copy, gRPC writing the caller's gradient to the
 // socket (a compressed one is encoded once into gRPC's buffer), and starts on
