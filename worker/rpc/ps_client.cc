@@ -600,26 +600,30 @@ absl::Status GrpcParameterClient::FinishPush() {
   }
   std::vector<int64_t> answers(push_streams_.size());
   for (size_t i = 0; i < push_streams_.size(); ++i) answers[i] = push_streams_[i]->EndPush();
+  // Every stream's answer (or end), as a stream per push gave them: the other
+  // servers' parts of a push that fails on one still land or fail on their own.
   const absl::Time deadline = absl::Now() + options_.push_timeout;
   absl::Status first;
-  for (size_t i = 0; i < push_streams_.size() && first.ok(); ++i) {
-    const std::string& address = servers_[stripes_[i].server].address;
+  for (size_t i = 0; i < push_streams_.size(); ++i) {
+    const std::string what = absl::StrCat("push to server ", servers_[stripes_[i].server].address);
+    absl::Status st;
     switch (push_streams_[i]->Await(answers[i], deadline)) {
       case internal::PushStreamCall::Outcome::kAnswered:
         break;
-      case internal::PushStreamCall::Outcome::kEnded: {
-        first = FromGrpcStatus(push_streams_[i]->Close(), absl::StrCat("push to server ", address));
+      case internal::PushStreamCall::Outcome::kEnded:
+        st = FromGrpcStatus(push_streams_[i]->Close(), what);
         push_streams_[i].reset();
-        if (first.ok()) first = absl::UnavailableError(absl::StrCat(
-            "push to server ", address, ": the stream ended before the push was answered"));
+        if (st.ok()) {
+          st = absl::UnavailableError(
+              absl::StrCat(what, ": the stream ended before the push was answered"));
+        }
         break;
-      }
       case internal::PushStreamCall::Outcome::kTimedOut:
-        first = absl::DeadlineExceededError(
-            absl::StrCat("push to server ", address, ": no answer in ",
-                         absl::FormatDuration(options_.push_timeout)));
+        st = absl::DeadlineExceededError(
+            absl::StrCat(what, ": no answer in ", absl::FormatDuration(options_.push_timeout)));
         break;
     }
+    if (first.ok()) first = st;
   }
   // After a failure the servers' state of this push is unknown (some parts
   // may be open): fresh streams for the next one.
