@@ -54,6 +54,12 @@ grpc::ByteBuffer EncodeChunk(const google::protobuf::MessageLite& header, int pa
   return grpc::ByteBuffer(&slice, 1);
 }
 
+grpc::ByteBuffer MessageBuffer(const google::protobuf::MessageLite& message) {
+  const std::string bytes = message.SerializeAsString();
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
 grpc::ByteBuffer EncodeChunkAround(const google::protobuf::MessageLite& header, int payload_field,
                                    grpc::Slice payload) {
   uint8_t* end = nullptr;

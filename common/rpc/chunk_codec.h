@@ -27,6 +27,10 @@
 
 namespace tessera {
 
+// A whole small message (a request, a response, an end-of-push marker) as one
+// byte buffer, for the calls that run on raw byte buffers.
+grpc::ByteBuffer MessageBuffer(const google::protobuf::MessageLite& message);
+
 // Encodes `header` (whose payload field must be empty) followed by the bytes
 // field `payload_field` of `nbytes` bytes, which `fill` writes into the
 // destination it is given. One allocation.

@@ -224,12 +224,6 @@ class PushIntake {
   uint64_t push_id_ = 0;
 };
 
-grpc::ByteBuffer Serialized(const PushResponse& response) {
-  const std::string bytes = response.SerializeAsString();
-  grpc::Slice slice(bytes);
-  return grpc::ByteBuffer(&slice, 1);
-}
-
 // Push: one push (or one part of it) per stream; the client's half-close
 // ends it. Reactions run on gRPC's callback threads, one at a time.
 class PushReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
@@ -270,7 +264,7 @@ class PushReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
     }
     PushResponse resp;
     TESSERA_RETURN_IF_ERROR(intake_.End(&resp));
-    *response_ = Serialized(resp);
+    *response_ = MessageBuffer(resp);
     return absl::OkStatus();
   }
 
@@ -307,7 +301,7 @@ class PushStreamReactor final
       PushResponse resp;
       st = intake_.End(&resp);
       if (st.ok()) {
-        response_ = Serialized(resp);
+        response_ = MessageBuffer(resp);
         StartWrite(&response_);  // the next read starts once it is out
         return;
       }

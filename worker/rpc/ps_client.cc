@@ -126,9 +126,7 @@ class PushStreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, gr
     static const grpc::ByteBuffer& marker = *[] {
       PushChunk end;
       end.set_end_of_push(true);
-      const std::string bytes = end.SerializeAsString();
-      grpc::Slice slice(bytes);
-      return new grpc::ByteBuffer(&slice, 1);
+      return new grpc::ByteBuffer(MessageBuffer(end));
     }();
     Write(marker);
     absl::MutexLock lock(&mu_);
@@ -226,9 +224,7 @@ class PullCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::By
   PullCall(grpc::GenericStub* stub, absl::Duration timeout, const PullRequest& request,
            const PullTarget* target)
       : target_(target), done_(std::make_shared<CallDone>()) {
-    const std::string bytes = request.SerializeAsString();
-    grpc::Slice slice(bytes);
-    request_ = grpc::ByteBuffer(&slice, 1);
+    request_ = MessageBuffer(request);
     SetTimeout(&ctx_, timeout);
     stub->PrepareBidiStreamingCall(&ctx_, kPullMethod, grpc::StubOptions(), this);
     StartWriteLast(&request_, grpc::WriteOptions());
