@@ -254,18 +254,90 @@ TEST_F(PsClientTest, APushAfterARefusedPushGoesThrough) {
   for (uint64_t i = 0; i < kB; ++i) ASSERT_EQ(pulled[1][i], b0[i] - gb[i] - gb[i]) << i;
 }
 
-// A worker's push streams stay open between pushes; a server that stops
-// cancels them instead of waiting out its grace period, and the worker's next
-// push to it fails with a status that names it.
-TEST_F(PsClientTest, AServerStopsPromptlyWithIdlePushStreamsOpen) {
+// A worker's push and pull streams stay open between operations; a server
+// that stops cancels them instead of waiting out its grace period, and the
+// worker's next push or pull to it fails with a status that names it.
+TEST_F(PsClientTest, AServerStopsPromptlyWithIdleStreamsOpen) {
   StartJob(CompressionSpec());
   ASSERT_TRUE(Push(0, Gradient(kW, 13), Gradient(kB, 14)).ok());
+  PullAll(1);
   const absl::Time t0 = absl::Now();
   servers_[1]->Stop();
   EXPECT_LT(absl::Now() - t0, absl::Seconds(1)) << "the grace period is 2 s";
   const absl::Status st = Push(1, Gradient(kW, 15), Gradient(kB, 16));
   EXPECT_FALSE(st.ok());
   EXPECT_NE(st.message().find(plan_.servers(1).address()), absl::string_view::npos) << st;
+  std::vector<float> w(kW), b(kB);
+  std::vector<absl::Span<float>> spans = {absl::MakeSpan(w), absl::MakeSpan(b)};
+  const absl::Status pulled = client_->Pull(2, absl::MakeConstSpan(spans), nullptr);
+  EXPECT_FALSE(pulled.ok());
+  EXPECT_NE(pulled.message().find(plan_.servers(1).address()), absl::string_view::npos)
+      << pulled;
+}
+
+// A pull the server refuses ends that server's pull stream with its status;
+// the next pull opens fresh streams and reads every value again.
+TEST_F(PsClientTest, APullAfterARefusedPullGoesThrough) {
+  StartJob(CompressionSpec());
+  const std::vector<float> w0 = Initial(0), b0 = Initial(1);
+  const std::vector<float> gw = Gradient(kW, 17), gb = Gradient(kB, 18);
+  ASSERT_TRUE(Push(0, gw, gb).ok());
+  PullAll(1);
+  ASSERT_TRUE(servers_[1]->store()->DropJob("j").ok());
+  std::vector<float> w(kW, NAN), b(kB, NAN);
+  std::vector<absl::Span<float>> spans = {absl::MakeSpan(w), absl::MakeSpan(b)};
+  const absl::Status refused = client_->Pull(1, absl::MakeConstSpan(spans), nullptr);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kNotFound) << refused;
+  EXPECT_NE(refused.message().find(plan_.servers(1).address()), absl::string_view::npos)
+      << refused;
+  ASSERT_TRUE(servers_[1]
+                  ->store()
+                  ->CreateJob("j", spec_, {plan_.tensors(0), plan_.tensors(1)},
+                              {Slice("w", kW / 2, kW), Slice("b", 0, kB)}, {0})
+                  .ok());
+  for (int64_t clock = 1; clock < 4; ++clock) {
+    const auto pulled = PullAll(clock);
+    for (uint64_t i = 0; i < kW; i += 991) {
+      // The first server kept the push; the second starts from fresh weights.
+      ASSERT_EQ(pulled[0][i], i < kW / 2 ? w0[i] - gw[i] : w0[i]) << clock << " " << i;
+    }
+    for (uint64_t i = 0; i < kB; ++i) ASSERT_EQ(pulled[1][i], b0[i]) << clock << " " << i;
+  }
+}
+
+// A pull that must wait longer than the client's pull_timeout ends with the
+// server's DEADLINE_EXCEEDED, which names the workers it waited for.
+TEST_F(PsClientTest, APullPastItsTimeoutSaysWhoIsBehind) {
+  StartJob(CompressionSpec());
+  // An SSP job with staleness 0 on both servers: clock 1 needs worker 0's push at clock 0.
+  JobSpec spec = spec_;
+  spec.set_mode(SSP);
+  spec.set_staleness(0);
+  const std::vector<std::vector<TensorSlice>> held = {
+      {Slice("w", 0, kW / 2)}, {Slice("w", kW / 2, kW), Slice("b", 0, kB)}};
+  for (int s = 0; s < 2; ++s) {
+    ASSERT_TRUE(servers_[s]->store()->DropJob("j").ok());
+    ASSERT_TRUE(servers_[s]
+                    ->store()
+                    ->CreateJob("j", spec, {plan_.tensors(0), plan_.tensors(1)}, held[s], {0})
+                    .ok());
+  }
+  worker::PsClientOptions options;
+  options.pull_timeout = absl::Milliseconds(300);
+  auto client = GrpcParameterClient::Create("j", 0, plan_, options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  std::vector<float> w(kW), b(kB);
+  std::vector<absl::Span<float>> spans = {absl::MakeSpan(w), absl::MakeSpan(b)};
+  const absl::Time t0 = absl::Now();
+  const absl::Status st = (*client)->Pull(2, absl::MakeConstSpan(spans), nullptr);
+  EXPECT_LT(absl::Now() - t0, absl::Seconds(3));
+  EXPECT_EQ(st.code(), absl::StatusCode::kDeadlineExceeded) << st;
+  EXPECT_NE(st.message().find("behind: 0 (at clock -1)"), absl::string_view::npos) << st;
+  // The same client pulls once the push is in.
+  const std::vector<float> gw = Gradient(kW, 19), gb = Gradient(kB, 20);
+  const std::vector<absl::Span<const float>> grads = {gw, gb};
+  ASSERT_TRUE((*client)->Push(0, absl::MakeConstSpan(grads)).ok());
+  EXPECT_TRUE((*client)->Pull(1, absl::MakeConstSpan(spans), nullptr).ok());
 }
 
 TEST_F(PsClientTest, Fp16HalvesTheBytesBothWays) {

@@ -44,7 +44,7 @@ absl::Status ParameterServer::Start(const std::string& host, int port) {
 void ParameterServer::Stop() {
   store_.Shutdown();
   if (server_ == nullptr) return;
-  service_.CancelPushStreams();  // idle between pushes, they would wait out the grace
+  service_.CancelStreams();  // idle between operations, they would wait out the grace
   server_->Shutdown(std::chrono::system_clock::now() +
                     std::chrono::milliseconds(absl::ToInt64Milliseconds(options_.shutdown_grace)));
   server_->Wait();

@@ -284,7 +284,7 @@ class PushStreamReactor final
   PushStreamReactor(ParameterServiceImpl* service, ShardStore* store,
                     grpc::CallbackServerContext* ctx)
       : service_(service), ctx_(ctx), intake_(store) {
-    service_->AddPushStream(ctx_);
+    service_->AddStream(ctx_);
     StartRead(&chunk_);
   }
 
@@ -322,7 +322,7 @@ class PushStreamReactor final
   }
 
   void OnDone() override {
-    service_->RemovePushStream(ctx_);
+    service_->RemoveStream(ctx_);
     delete this;
   }
 
@@ -346,65 +346,40 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ParameterServiceImp
   return new PushStreamReactor(this, store_, ctx);
 }
 
-void ParameterServiceImpl::AddPushStream(grpc::CallbackServerContext* ctx) {
+void ParameterServiceImpl::AddStream(grpc::CallbackServerContext* ctx) {
   absl::MutexLock lock(&streams_mu_);
-  push_streams_.insert(ctx);
+  streams_.insert(ctx);
   if (streams_cancelled_) ctx->TryCancel();
 }
 
-void ParameterServiceImpl::RemovePushStream(grpc::CallbackServerContext* ctx) {
+void ParameterServiceImpl::RemoveStream(grpc::CallbackServerContext* ctx) {
   absl::MutexLock lock(&streams_mu_);
-  push_streams_.erase(ctx);
+  streams_.erase(ctx);
 }
 
-void ParameterServiceImpl::CancelPushStreams() {
-  // Under the lock: a stream's context lives until RemovePushStream.
+void ParameterServiceImpl::CancelStreams() {
+  // Under the lock: a stream's context lives until RemoveStream.
   absl::MutexLock lock(&streams_mu_);
   streams_cancelled_ = true;
-  for (grpc::CallbackServerContext* ctx : push_streams_) ctx->TryCancel();
+  for (grpc::CallbackServerContext* ctx : streams_) ctx->TryCancel();
 }
 
 namespace {
 
-// One pull: parses and checks the request, opens the store's cursor, then
-// writes one chunk at a time, each piece copied from the slice straight into
-// the gRPC buffer that goes out (EncodeChunkHeaderLast). The callback
-// threads must not block, so a pull that has to wait for other workers waits
-// on a thread of its own (ParameterServiceImpl::RunWaiter) and writes from
-// there; reactions then run one at a time.
-class PullReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+// One pull: parses and checks the request, opens the store's cursor (waiting
+// as the job's mode says), then encodes one chunk at a time, each piece
+// copied from the slice straight into the gRPC buffer that goes out
+// (EncodeChunkHeaderLast). Used by one reaction at a time.
+class PullWriter {
  public:
-  PullReactor(ParameterServiceImpl* service, ShardStore* store, absl::Duration max_wait,
-              grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request)
-      : store_(store), ctx_(ctx) {
-    grpc::Status st = Parse(request);
-    if (!st.ok()) {
-      Finish(st);
-      return;
-    }
-    deadline_ = std::min(ContextDeadline(*ctx), absl::Now() + max_wait);
-    // Most pulls can be served at once; only a waiting one needs a thread.
-    absl::StatusOr<std::unique_ptr<PullCursor>> cursor = Open(absl::InfinitePast());
-    if (cursor.status().code() == absl::StatusCode::kDeadlineExceeded &&
-        absl::Now() < deadline_) {
-      service->RunWaiter([this] { Start(Wait()); });
-      return;
-    }
-    Start(std::move(cursor));
-  }
+  explicit PullWriter(ShardStore* store) : store_(store) {}
 
-  void OnWriteDone(bool ok) override {
-    if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "pull: the client went away"));
-      return;
-    }
-    WriteNext();
-  }
-  void OnDone() override { delete this; }
-
- private:
-  grpc::Status Parse(const grpc::ByteBuffer* request) {
-    grpc::ByteBuffer copy(*request);  // shares the slices; Deserialize consumes it
+  // Parses `request` and sets the deadline of the wait: `deadline`, capped
+  // by the request's wait_ms (when set) and by now + max_wait.
+  grpc::Status Parse(const grpc::ByteBuffer& request, absl::Time deadline,
+                     absl::Duration max_wait) {
+    cursor_.reset();
+    grpc::ByteBuffer copy(request);  // shares the slices; Deserialize consumes it
     if (!grpc::SerializationTraits<PullRequest>::Deserialize(&copy, &req_).ok()) {
       return Invalid("pull: the request is not a PullRequest");
     }
@@ -440,38 +415,51 @@ class PullReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     widest.set_view_clock(-1);
     widest.set_encoding(COMPRESSION_ONEBIT);
     widest.set_scale(1.0f);
+    widest.set_end_of_pull(true);
     max_header_ = widest.ByteSizeLong();
+    const absl::Time now = absl::Now();
+    deadline_ = std::min(deadline, now + max_wait);
+    if (req_.wait_ms() > 0) {
+      // Past max_wait it no longer matters; the cap keeps the sum finite.
+      const uint64_t cap = static_cast<uint64_t>(absl::ToInt64Milliseconds(max_wait));
+      deadline_ = std::min(deadline_,
+                           now + absl::Milliseconds(std::min(req_.wait_ms(), cap)));
+    }
     return grpc::Status::OK;
   }
 
-  absl::StatusOr<std::unique_ptr<PullCursor>> Open(absl::Time deadline) {
-    return store_->OpenPull(req_.job_id(), req_.worker(), req_.clock(), slices_, deadline);
+  // Opens the cursor if the data is fresh enough now. DEADLINE_EXCEEDED
+  // with waits() true: the pull must wait (on a thread that may block, with
+  // Wait). Other errors end the pull.
+  absl::Status TryOpen() {
+    waits_ = false;
+    absl::StatusOr<std::unique_ptr<PullCursor>> cursor = Open(absl::InfinitePast());
+    if (cursor.status().code() == absl::StatusCode::kDeadlineExceeded &&
+        absl::Now() < deadline_) {
+      waits_ = true;
+      return cursor.status();
+    }
+    return Take(std::move(cursor));
   }
+  bool waits() const { return waits_; }
 
-  // On the waiter's thread: waits as the job's mode says, waking every
-  // kCancelPollInterval to notice a client that went away.
-  absl::StatusOr<std::unique_ptr<PullCursor>> Wait() {
+  // On a thread that may block: waits as the job's mode says, until the
+  // deadline, waking every kCancelPollInterval to notice a client that went
+  // away.
+  absl::Status Wait(grpc::CallbackServerContext* ctx) {
     while (true) {
       const absl::Time step = std::min(deadline_, absl::Now() + kCancelPollInterval);
       absl::StatusOr<std::unique_ptr<PullCursor>> cursor = Open(step);
       if (cursor.status().code() != absl::StatusCode::kDeadlineExceeded || step >= deadline_) {
-        return cursor;
+        return Take(std::move(cursor));
       }
-      if (ctx_->IsCancelled()) return absl::CancelledError("pull cancelled");
+      if (ctx->IsCancelled()) return absl::CancelledError("pull cancelled");
     }
   }
 
-  void Start(absl::StatusOr<std::unique_ptr<PullCursor>> cursor) {
-    if (!cursor.ok()) {
-      Finish(ToGrpcStatus(cursor.status()));
-      return;
-    }
-    cursor_ = *std::move(cursor);
-    WriteNext();
-  }
-
-  // Encodes the next piece and writes it; the last one with the status.
-  void WriteNext() {
+  // Encodes the next piece into *chunk; *last says whether it was the last
+  // one (it then carries end_of_pull when `mark_end`). Once the cursor is open.
+  absl::Status EncodeNext(grpc::ByteBuffer* chunk, bool mark_end, bool* last) {
     constexpr size_t kMaxElements = kPullPieceBytes / sizeof(float);
     const size_t n = cursor_->NextSize(kMaxElements);
     const Compression encoding = encodings_[cursor_->next_range()];
@@ -480,7 +468,7 @@ class PullReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
         encoding == COMPRESSION_NONE ? n * sizeof(float) : kernels::PayloadBytes(codec, n, 0);
     absl::Status status;
     PullCursor::Piece piece;
-    chunk_ = EncodeChunkHeaderLast(
+    *chunk = EncodeChunkHeaderLast(
         PullChunk::kValuesFieldNumber, max_header_, bytes,
         [&](char* dst) -> const google::protobuf::MessageLite& {
           absl::StatusOr<bool> more = cursor_->Next(
@@ -506,30 +494,170 @@ class PullReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
           header_.set_offset(piece.offset);
           header_.set_version(piece.version);
           header_.set_view_clock(cursor_->view_clock());
+          *last = cursor_->NextSize(kMaxElements) == 0;
+          if (*last && mark_end) header_.set_end_of_pull(true);
           return header_;
         });
-    if (!status.ok()) {
-      Finish(ToGrpcStatus(status));
+    return status;
+  }
+
+ private:
+  absl::StatusOr<std::unique_ptr<PullCursor>> Open(absl::Time deadline) {
+    return store_->OpenPull(req_.job_id(), req_.worker(), req_.clock(), slices_, deadline);
+  }
+  absl::Status Take(absl::StatusOr<std::unique_ptr<PullCursor>> cursor) {
+    if (!cursor.ok()) return cursor.status();
+    cursor_ = *std::move(cursor);
+    return absl::OkStatus();
+  }
+
+  ShardStore* const store_;
+  PullRequest req_;
+  std::vector<TensorSlice> slices_;
+  std::vector<Compression> encodings_;
+  size_t max_header_ = 0;
+  absl::Time deadline_;
+  bool waits_ = false;
+  std::unique_ptr<PullCursor> cursor_;
+  PullChunk header_;
+  std::vector<float> wide_;  // a 16-bit piece, before encoding
+};
+
+// Pull: one pull per call, bounded by the call's deadline. The callback
+// threads must not block, so a pull that has to wait for other workers waits
+// on a thread of its own (ParameterServiceImpl::RunWaiter) and writes from
+// there; reactions then run one at a time.
+class PullReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  PullReactor(ParameterServiceImpl* service, ShardStore* store, absl::Duration max_wait,
+              grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request)
+      : ctx_(ctx), pull_(store) {
+    grpc::Status st = pull_.Parse(*request, ContextDeadline(*ctx), max_wait);
+    if (!st.ok()) {
+      Finish(st);
       return;
     }
-    if (cursor_->NextSize(kMaxElements) == 0) {
+    absl::Status opened = pull_.TryOpen();
+    if (pull_.waits()) {
+      service->RunWaiter([this] { Start(pull_.Wait(ctx_)); });
+      return;
+    }
+    Start(opened);
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "pull: the client went away"));
+      return;
+    }
+    WriteNext();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void Start(const absl::Status& opened) {
+    if (!opened.ok()) {
+      Finish(ToGrpcStatus(opened));
+      return;
+    }
+    WriteNext();
+  }
+
+  // Writes the next piece; the last one with the status.
+  void WriteNext() {
+    bool last = false;
+    absl::Status st = pull_.EncodeNext(&chunk_, /*mark_end=*/false, &last);
+    if (!st.ok()) {
+      Finish(ToGrpcStatus(st));
+    } else if (last) {
       StartWriteAndFinish(&chunk_, grpc::WriteOptions(), grpc::Status::OK);
     } else {
       StartWrite(&chunk_);
     }
   }
 
-  ShardStore* const store_;
   grpc::CallbackServerContext* const ctx_;
-  PullRequest req_;
-  std::vector<TensorSlice> slices_;
-  std::vector<Compression> encodings_;
-  size_t max_header_ = 0;
-  absl::Time deadline_;
-  std::unique_ptr<PullCursor> cursor_;
-  PullChunk header_;
-  std::vector<float> wide_;  // a 16-bit piece, before encoding
-  grpc::ByteBuffer chunk_;   // the write in flight
+  PullWriter pull_;
+  grpc::ByteBuffer chunk_;  // the write in flight
+};
+
+// PullStream: a worker's pulls to this server one after another on one
+// stream. Each PullRequest is answered by its chunks, the last marked
+// end_of_pull; then the next request is read. A failed pull ends the stream
+// with its status (the client opens a new one). A pull that must wait does
+// so on a thread of its own, as for Pull; no read or write is in flight
+// meanwhile, so reactions run one at a time.
+class PullStreamReactor final
+    : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  PullStreamReactor(ParameterServiceImpl* service, ShardStore* store, absl::Duration max_wait,
+                    grpc::CallbackServerContext* ctx)
+      : service_(service), max_wait_(max_wait), ctx_(ctx), pull_(store) {
+    service_->AddStream(ctx_);
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // half-closed or broken, between pulls
+      Finish(grpc::Status::OK);
+      return;
+    }
+    grpc::Status st = pull_.Parse(request_, absl::InfiniteFuture(), max_wait_);
+    request_.Clear();
+    if (!st.ok()) {
+      Finish(st);
+      return;
+    }
+    absl::Status opened = pull_.TryOpen();
+    if (pull_.waits()) {
+      service_->RunWaiter([this] { Start(pull_.Wait(ctx_)); });
+      return;
+    }
+    Start(opened);
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "pull stream: the client went away"));
+      return;
+    }
+    if (last_) {
+      StartRead(&request_);
+      return;
+    }
+    WriteNext();
+  }
+
+  void OnDone() override {
+    service_->RemoveStream(ctx_);
+    delete this;
+  }
+
+ private:
+  void Start(const absl::Status& opened) {
+    if (!opened.ok()) {
+      Finish(ToGrpcStatus(opened));
+      return;
+    }
+    WriteNext();
+  }
+
+  void WriteNext() {
+    absl::Status st = pull_.EncodeNext(&chunk_, /*mark_end=*/true, &last_);
+    if (!st.ok()) {
+      Finish(ToGrpcStatus(st));
+      return;
+    }
+    StartWrite(&chunk_);
+  }
+
+  ParameterServiceImpl* const service_;
+  const absl::Duration max_wait_;
+  grpc::CallbackServerContext* const ctx_;
+  PullWriter pull_;
+  grpc::ByteBuffer request_;
+  grpc::ByteBuffer chunk_;  // the write in flight
+  bool last_ = false;       // chunk_ is the last of its pull
 };
 
 }  // namespace
@@ -537,6 +665,11 @@ class PullReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 grpc::ServerWriteReactor<grpc::ByteBuffer>* ParameterServiceImpl::Pull(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request) {
   return new PullReactor(this, store_, options_.max_pull_wait, ctx, request);
+}
+
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ParameterServiceImpl::PullStream(
+    grpc::CallbackServerContext* ctx) {
+  return new PullStreamReactor(this, store_, options_.max_pull_wait, ctx);
 }
 
 ParameterServiceImpl::~ParameterServiceImpl() {

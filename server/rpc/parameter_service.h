@@ -28,8 +28,8 @@ inline constexpr size_t kPullPieceBytes = kMaxChunkBytes;
 inline constexpr size_t kMinHeldChunkBytes = size_t{64} << 10;
 
 // The gRPC face of a ShardStore. Thin: validates each request, calls the
-// store, maps the status with ToGrpcStatus. Push, PushStream and Pull use the callback
-// API on raw byte buffers (common/rpc/chunk_codec.h): a pushed float32
+// store, maps the status with ToGrpcStatus. Push, PushStream, Pull and PullStream use
+// the callback API on raw byte buffers (common/rpc/chunk_codec.h): a pushed float32
 // payload of kMinHeldChunkBytes or more stays in gRPC's receive slices until
 // the optimizer step reads it (a smaller or compressed one is decoded into
 // the slice's staging buffer), a pulled piece is copied from the slice
@@ -44,11 +44,16 @@ inline constexpr size_t kMinHeldChunkBytes = size_t{64} << 10;
 //   Pull: waits per the job's mode until the client's deadline, capped by
 //         Options::max_pull_wait, then streams PullChunks of at most
 //         kPullPieceBytes of payload.
+//   PullStream: the same for each PullRequest on a long-lived stream, the
+//         wait bounded by the request's wait_ms (and max_pull_wait), the
+//         pull's last chunk marked end_of_pull; a failed pull ends the
+//         stream with its status.
 // Thread-safe; `store` must outlive the service.
 class ParameterServiceImpl final
-    : public ParameterService::WithRawCallbackMethod_PushStream<
-          ParameterService::WithRawCallbackMethod_Pull<
-              ParameterService::WithRawCallbackMethod_Push<ParameterService::Service>>> {
+    : public ParameterService::WithRawCallbackMethod_PullStream<
+          ParameterService::WithRawCallbackMethod_PushStream<
+              ParameterService::WithRawCallbackMethod_Pull<
+                  ParameterService::WithRawCallbackMethod_Push<ParameterService::Service>>>> {
  public:
   struct Options {
     // Longest a pull waits for fresh data, whatever the client's deadline.
@@ -71,21 +76,24 @@ class ParameterServiceImpl final
                                                   const grpc::ByteBuffer* request) override;
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* PushStream(
       grpc::CallbackServerContext* ctx) override;
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* PullStream(
+      grpc::CallbackServerContext* ctx) override;
   grpc::Status Stats(grpc::ServerContext* ctx, const ServerStatsRequest* req,
                      ServerStatsResponse* resp) override;
 
   // Runs `wait` (a pull that must wait for other workers) on a thread of its
-  // own, counted so the service outlives it. Used by Pull.
+  // own, counted so the service outlives it. Used by Pull and PullStream.
   void RunWaiter(absl::AnyInvocable<void() &&> wait);
 
-  // Cancels every open PushStream (a worker's stream lives from push to
-  // push, so a server that stops would otherwise wait out its grace period
-  // for them) and every one opened later. A push open on one is discarded.
-  void CancelPushStreams();
-  // Used by PushStream: registers an open stream (cancelled at once after
-  // CancelPushStreams), and forgets it once done.
-  void AddPushStream(grpc::CallbackServerContext* ctx);
-  void RemovePushStream(grpc::CallbackServerContext* ctx);
+  // Cancels every open PushStream and PullStream (a worker's stream lives
+  // from push to push or pull to pull, so a server that stops would
+  // otherwise wait out its grace period for them) and every one opened
+  // later. A push open on one is discarded.
+  void CancelStreams();
+  // Used by PushStream and PullStream: registers an open stream (cancelled
+  // at once after CancelStreams), and forgets it once done.
+  void AddStream(grpc::CallbackServerContext* ctx);
+  void RemoveStream(grpc::CallbackServerContext* ctx);
 
  private:
   ShardStore* const store_;
@@ -93,7 +101,7 @@ class ParameterServiceImpl final
   absl::Mutex waiters_mu_;
   int waiters_ ABSL_GUARDED_BY(waiters_mu_) = 0;
   absl::Mutex streams_mu_;
-  std::set<grpc::CallbackServerContext*> push_streams_ ABSL_GUARDED_BY(streams_mu_);
+  std::set<grpc::CallbackServerContext*> streams_ ABSL_GUARDED_BY(streams_mu_);
   bool streams_cancelled_ ABSL_GUARDED_BY(streams_mu_) = false;
 };
 

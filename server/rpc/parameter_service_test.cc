@@ -1,5 +1,7 @@
 #include "server/rpc/parameter_service.h"
 
+#include <cmath>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
@@ -8,6 +10,7 @@
 #include "common/initializer.h"
 #include "common/rpc/grpc_status.h"
 #include "gmock/gmock.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "gtest/gtest.h"
 #include "proto/parameter_service.grpc.pb.h"
 #include "server/rpc/parameter_server.h"
@@ -335,6 +338,99 @@ TEST_F(ParameterServiceTest, PushStreamCarriesPushAfterPush) {
     for (uint64_t i = 0; i < kSize; ++i) want[i] -= 0.5f * ((g[i] + g[i]) / 2.0f);
   }
   EXPECT_TRUE(values == want);
+}
+
+// Several pulls on one PullStream: each is answered by its chunks, only the
+// last marked end_of_pull; a pull that waits past its wait_ms, then a bad
+// request, each end the stream with a clear status.
+TEST_F(ParameterServiceTest, PullStreamCarriesPullAfterPull) {
+  auto request = [](int64_t clock, uint64_t wait_ms, const std::string& tensor) {
+    PullRequest req;
+    req.set_job_id("j");
+    req.set_worker(0);
+    req.set_clock(clock);
+    req.set_wait_ms(wait_ms);
+    TensorSlice* s = req.add_slices();
+    s->set_tensor(tensor);
+    s->set_begin(0);
+    s->set_end(kSize);
+    return req;
+  };
+  // Reads one pull's chunks; false if the stream ended first.
+  auto read_pull = [](grpc::ClientReaderWriter<PullRequest, PullChunk>* stream,
+                      std::vector<float>* values, int* chunks) {
+    values->assign(kSize, NAN);
+    *chunks = 0;
+    PullChunk c;
+    while (stream->Read(&c)) {
+      ++*chunks;
+      EXPECT_LE(c.offset() * 4 + c.values().size(), kSize * 4);
+      std::memcpy(values->data() + c.offset(), c.values().data(), c.values().size());
+      if (c.end_of_pull()) return true;
+    }
+    return false;
+  };
+  const std::vector<float> want = Initial();
+  const int want_chunks =
+      static_cast<int>((kSize * sizeof(float) + kPullPieceBytes - 1) / kPullPieceBytes);
+  {
+    grpc::ClientContext ctx;
+    SetTimeout(&ctx, absl::Seconds(30));
+    auto stream = stub_->PullStream(&ctx);
+    std::vector<float> values;
+    int chunks = 0;
+    for (int pull = 0; pull < 3; ++pull) {
+      ASSERT_TRUE(stream->Write(request(0, 0, "dense0/w")));
+      ASSERT_TRUE(read_pull(stream.get(), &values, &chunks)) << "pull " << pull;
+      EXPECT_EQ(chunks, want_chunks);
+      EXPECT_TRUE(values == want) << "pull " << pull;
+    }
+    // Clock 1 needs both workers' pushes at clock 0: the wait ends at wait_ms.
+    const absl::Time t0 = absl::Now();
+    ASSERT_TRUE(stream->Write(request(1, 200, "dense0/w")));
+    EXPECT_FALSE(read_pull(stream.get(), &values, &chunks));
+    const grpc::Status st = stream->Finish();
+    EXPECT_LT(absl::Now() - t0, absl::Seconds(5));
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+    EXPECT_THAT(st.error_message(), HasSubstr("job 'j'"));
+  }
+  {
+    grpc::ClientContext ctx;
+    SetTimeout(&ctx, absl::Seconds(30));
+    auto stream = stub_->PullStream(&ctx);
+    std::vector<float> values;
+    int chunks = 0;
+    ASSERT_TRUE(stream->Write(request(0, 0, "nope/w")));
+    EXPECT_FALSE(read_pull(stream.get(), &values, &chunks));
+    EXPECT_EQ(chunks, 0);
+    const grpc::Status st = stream->Finish();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::NOT_FOUND);
+    EXPECT_THAT(st.error_message(), HasSubstr("'nope/w'"));
+  }
+  {
+    // Garbage that is no PullRequest.
+    grpc::GenericStub generic(MakeChannel(absl::StrCat("127.0.0.1:", server_.port())));
+    grpc::ClientContext ctx;
+    SetTimeout(&ctx, absl::Seconds(30));
+    grpc::CompletionQueue cq;
+    auto call = generic.PrepareCall(&ctx, "/tessera.ParameterService/PullStream", &cq);
+    void* tag;
+    bool ok;
+    call->StartCall(reinterpret_cast<void*>(1));
+    ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+    const std::string junk = "\xff\xff\xff\xff";
+    grpc::Slice slice(junk);
+    grpc::ByteBuffer buffer(&slice, 1);
+    call->Write(buffer, reinterpret_cast<void*>(2));
+    ASSERT_TRUE(cq.Next(&tag, &ok));
+    call->WritesDone(reinterpret_cast<void*>(3));
+    ASSERT_TRUE(cq.Next(&tag, &ok));
+    grpc::Status st;
+    call->Finish(&st, reinterpret_cast<void*>(4));
+    ASSERT_TRUE(cq.Next(&tag, &ok));
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(st.error_message(), HasSubstr("not a PullRequest"));
+  }
 }
 
 TEST_F(ParameterServiceTest, BadPullsGetAClearStatus) {

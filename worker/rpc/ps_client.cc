@@ -25,7 +25,7 @@ namespace internal {
 namespace {
 
 constexpr char kPushStreamMethod[] = "/tessera.ParameterService/PushStream";
-constexpr char kPullMethod[] = "/tessera.ParameterService/Pull";
+constexpr char kPullStreamMethod[] = "/tessera.ParameterService/PullStream";
 
 // The end of one call, shared by its reactor and the thread that waits, so
 // the reactor's last action (in OnDone) touches nothing the waiter frees.
@@ -217,44 +217,158 @@ class PushStreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, gr
   int64_t answers_ ABSL_GUARDED_BY(mu_) = 0;   // PushResponses received
 };
 
-// One pull stream from one server. Each chunk is decoded on gRPC's thread
-// straight into the parameters. Reactions run one at a time.
-class PullCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+namespace {
+
+// Decodes one pulled chunk straight into `target`: adds its elements to
+// *received, lowers *view_clock to its view clock, and says in *end whether
+// it ended its pull (end_of_pull). `narrow` is scratch for a 16-bit chunk.
+// DATA_LOSS for a chunk that does not fit the target.
+absl::Status DecodePullChunk(grpc::ByteBuffer* chunk, const PullTarget& target,
+                             std::string* narrow, uint64_t* received, int64_t* view_clock,
+                             bool* end) {
+  PullChunk header;
+  return DecodeChunk(
+      chunk, &header, PullChunk::kValuesFieldNumber, [&](ChunkPayload& payload) -> absl::Status {
+        const auto& names = *target.names;
+        const auto it = std::find(names.begin(), names.end(), header.tensor());
+        const bool narrowed = header.encoding() != COMPRESSION_NONE;
+        const size_t width = narrowed ? 2 : sizeof(float);
+        const size_t n = payload.size() / width;
+        if ((narrowed && header.encoding() != COMPRESSION_FP16 &&
+             header.encoding() != COMPRESSION_BF16) ||
+            it == names.end() || payload.size() % width != 0 ||
+            header.offset() > target.params[it - names.begin()].size() ||
+            n > target.params[it - names.begin()].size() - header.offset()) {
+          return absl::DataLossError(absl::StrCat("malformed ", CompressionName(header.encoding()),
+                                                  " chunk for tensor '", header.tensor(),
+                                                  "' at offset ", header.offset()));
+        }
+        float* dst = target.params[it - names.begin()].data() + header.offset();
+        if (!narrowed) {
+          TESSERA_RETURN_IF_ERROR(payload.ReadTo(reinterpret_cast<char*>(dst)));
+        } else {
+          // A 16-bit chunk (FP16/BF16): read whole, widened into the parameters.
+          narrow->resize(payload.size());
+          TESSERA_RETURN_IF_ERROR(payload.ReadTo(narrow->data()));
+          if (!kernels::DecodePayload(static_cast<kernels::Codec>(header.encoding()),
+                                      narrow->data(), narrow->size(), static_cast<int64_t>(n),
+                                      header.scale(), dst)) {
+            return absl::DataLossError(absl::StrCat("bad scale ", header.scale(), " in the ",
+                                                    CompressionName(header.encoding()),
+                                                    " chunk for tensor '", header.tensor(), "'"));
+          }
+        }
+        *received += n;
+        *view_clock = std::min(*view_clock, header.view_clock());
+        *end = header.end_of_pull();
+        return absl::OkStatus();
+      });
+}
+
+}  // namespace
+
+// One long-lived PullStream to one server (one stripe's channel), used by
+// pull after pull. Start() writes a PullRequest; its chunks are decoded on
+// gRPC's threads straight into the target, and the chunk marked end_of_pull
+// answers it. A pull the server refuses ends the stream with its status; so
+// does a broken connection or a chunk that does not fit (DATA_LOSS, kept in
+// error()). A hold keeps the call open between pulls: Close() cancels the
+// stream and returns its status once gRPC is done with it. Thread-safe.
+class PullStreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
-  PullCall(grpc::GenericStub* stub, absl::Duration timeout, const PullRequest& request,
-           const PullTarget* target)
-      : target_(target), done_(std::make_shared<CallDone>()) {
-    request_ = MessageBuffer(request);
-    SetTimeout(&ctx_, timeout);
-    stub->PrepareBidiStreamingCall(&ctx_, kPullMethod, grpc::StubOptions(), this);
-    StartWriteLast(&request_, grpc::WriteOptions());
+  explicit PullStreamCall(grpc::GenericStub* stub) : done_(std::make_shared<CallDone>()) {
+    stub->PrepareBidiStreamingCall(&ctx_, kPullStreamMethod, grpc::StubOptions(), this);
+    AddHold();
     StartRead(&chunk_);
     StartCall();
   }
 
-  void Cancel() { ctx_.TryCancel(); }
-
-  // Waits for the end of the call. Then received() and view_clock() hold;
-  // a malformed chunk is DATA_LOSS.
-  absl::Status Wait(const std::string& address) {
-    const grpc::Status st = done_->Wait();
-    if (!error_.ok()) {
-      return absl::Status(error_.code(),
-                          absl::StrCat("pull from server ", address, ": ", error_.message()));
+  // Asks for one pull into `target`, which must stay valid until Await()
+  // says it is answered or the stream ended. One pull at a time.
+  void Start(const PullRequest& request, const PullTarget* target) {
+    {
+      absl::MutexLock lock(&mu_);
+      // The last request's write may complete after its answer came.
+      auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !writing_ || ended_; };
+      mu_.Await(absl::Condition(&idle));
+      target_ = target;
+      received_ = 0;
+      view_clock_ = std::numeric_limits<int64_t>::max();
+      pulling_ = true;
+      if (ended_) return;  // Await() says so
+      request_ = MessageBuffer(request);
+      writing_ = true;
     }
-    return FromGrpcStatus(st, absl::StrCat("pull from server ", address));
+    StartWrite(&request_);
   }
-  uint64_t received() const { return received_; }
-  int64_t view_clock() const { return view_clock_; }
 
+  // Whether the stream has ended (a refused pull or a broken connection).
+  bool ended() {
+    absl::MutexLock lock(&mu_);
+    return ended_;
+  }
+
+  enum class Outcome { kAnswered, kEnded, kTimedOut };
+  // Waits until the pull is answered, the stream has ended, or `deadline`.
+  Outcome Await(absl::Time deadline) {
+    absl::MutexLock lock(&mu_);
+    auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !pulling_ || ended_; };
+    if (!mu_.AwaitWithDeadline(absl::Condition(&settled), deadline)) return Outcome::kTimedOut;
+    return pulling_ ? Outcome::kEnded : Outcome::kAnswered;
+  }
+  // The answered pull's values received and view clock.
+  uint64_t received() {
+    absl::MutexLock lock(&mu_);
+    return received_;
+  }
+  int64_t view_clock() {
+    absl::MutexLock lock(&mu_);
+    return view_clock_;
+  }
+  // A chunk that did not fit ended the stream (OK otherwise).
+  absl::Status error() {
+    absl::MutexLock lock(&mu_);
+    return error_;
+  }
+
+  // Cancels the stream unless it already ended, then waits for gRPC to be
+  // done with it and returns its status. Once.
+  grpc::Status Close() {
+    ctx_.TryCancel();
+    {
+      absl::MutexLock lock(&mu_);
+      ended_ = true;
+    }
+    RemoveHold();
+    return done_->Wait();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) ended_ = true;
+  }
   void OnReadDone(bool ok) override {
-    if (!ok) return;  // end of the stream; OnDone follows
-    absl::Status st = Decode();
-    chunk_.Clear();
-    if (!st.ok()) {
-      error_ = absl::DataLossError(st.message());
-      ctx_.TryCancel();
-      return;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!ok) {
+        ended_ = true;  // the server finished the stream, or it broke
+        return;
+      }
+      // Decoded under the lock: Start() may not retarget meanwhile. Only the
+      // waiting caller contends, and it sleeps until the pull settles.
+      bool end = false;
+      absl::Status st =
+          pulling_ ? DecodePullChunk(&chunk_, *target_, &narrow_, &received_, &view_clock_, &end)
+                   : absl::DataLossError("a chunk with no pull asked for");
+      chunk_.Clear();
+      if (!st.ok()) {
+        error_ = st;
+        ended_ = true;
+        ctx_.TryCancel();
+        return;
+      }
+      if (end) pulling_ = false;
     }
     StartRead(&chunk_);
   }
@@ -264,68 +378,19 @@ class PullCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::By
   }
 
  private:
-  absl::Status Decode() {
-    PullChunk header;
-    return DecodeChunk(&chunk_, &header, PullChunk::kValuesFieldNumber,
-                       [&](ChunkPayload& payload) -> absl::Status {
-                         if (header.encoding() != COMPRESSION_NONE) {
-                           return DecodeNarrow(header, payload);
-                         }
-                         const auto& names = *target_->names;
-                         const auto it = std::find(names.begin(), names.end(), header.tensor());
-                         const size_t n = payload.size() / sizeof(float);
-                         if (it == names.end() || payload.size() % sizeof(float) != 0 ||
-                             header.offset() > target_->params[it - names.begin()].size() ||
-                             n > target_->params[it - names.begin()].size() - header.offset()) {
-                           return absl::DataLossError(
-                               absl::StrCat("malformed chunk for tensor '", header.tensor(),
-                                            "' at offset ", header.offset()));
-                         }
-                         float* dst = target_->params[it - names.begin()].data() + header.offset();
-                         TESSERA_RETURN_IF_ERROR(payload.ReadTo(reinterpret_cast<char*>(dst)));
-                         received_ += n;
-                         view_clock_ = std::min(view_clock_, header.view_clock());
-                         return absl::OkStatus();
-                       });
-  }
-
-  // A 16-bit chunk (FP16/BF16): read whole, widened into the parameters.
-  absl::Status DecodeNarrow(const PullChunk& header, ChunkPayload& payload) {
-    const auto& names = *target_->names;
-    const auto it = std::find(names.begin(), names.end(), header.tensor());
-    const size_t n = payload.size() / 2;
-    if ((header.encoding() != COMPRESSION_FP16 && header.encoding() != COMPRESSION_BF16) ||
-        it == names.end() || payload.size() % 2 != 0 ||
-        header.offset() > target_->params[it - names.begin()].size() ||
-        n > target_->params[it - names.begin()].size() - header.offset()) {
-      return absl::DataLossError(absl::StrCat("malformed ", CompressionName(header.encoding()),
-                                              " chunk for tensor '", header.tensor(),
-                                              "' at offset ", header.offset()));
-    }
-    narrow_.resize(payload.size());
-    TESSERA_RETURN_IF_ERROR(payload.ReadTo(narrow_.data()));
-    float* dst = target_->params[it - names.begin()].data() + header.offset();
-    if (!kernels::DecodePayload(static_cast<kernels::Codec>(header.encoding()), narrow_.data(),
-                                narrow_.size(), static_cast<int64_t>(n), header.scale(), dst)) {
-      return absl::DataLossError(absl::StrCat("bad scale ", header.scale(), " in the ",
-                                              CompressionName(header.encoding()),
-                                              " chunk for tensor '", header.tensor(), "'"));
-    }
-    received_ += n;
-    view_clock_ = std::min(view_clock_, header.view_clock());
-    return absl::OkStatus();
-  }
-
-  const PullTarget* const target_;
   grpc::ClientContext ctx_;
-  grpc::ByteBuffer request_;
-  grpc::ByteBuffer chunk_;
-  std::string narrow_;  // a 16-bit chunk's payload, reused
+  grpc::ByteBuffer request_;  // the write in flight (one per pull)
+  grpc::ByteBuffer chunk_;    // the read in flight
   const std::shared_ptr<CallDone> done_;
-  // Written by reactions only, read after Wait().
-  uint64_t received_ = 0;
-  int64_t view_clock_ = std::numeric_limits<int64_t>::max();
-  absl::Status error_;
+  absl::Mutex mu_;
+  const PullTarget* target_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::string narrow_ ABSL_GUARDED_BY(mu_);  // a 16-bit chunk's payload, reused
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;  // a request's StartWrite is in flight
+  bool pulling_ ABSL_GUARDED_BY(mu_) = false;  // a pull is asked for and not yet answered
+  bool ended_ ABSL_GUARDED_BY(mu_) = false;    // no more chunks will come
+  uint64_t received_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t view_clock_ ABSL_GUARDED_BY(mu_) = std::numeric_limits<int64_t>::max();
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace internal
@@ -334,6 +399,9 @@ namespace {
 constexpr uint64_t kFloatsPerChunk = kMaxChunkBytes / sizeof(float);
 // How long a push waits for gRPC to let go of gradient memory.
 constexpr absl::Duration kPinGrace = absl::Seconds(5);
+// How long past pull_timeout a pull waits for the server's answer (which
+// names the workers it waited for) before it gives up on its own.
+constexpr absl::Duration kPullAnswerGrace = absl::Seconds(5);
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GrpcParameterClient>> GrpcParameterClient::Create(
@@ -454,10 +522,7 @@ GrpcParameterClient::~GrpcParameterClient() {
   }
   // Push streams end cancelled (a push the caller gave up on applies nothing).
   ClosePushStreams();
-  for (auto& call : pull_calls_) call->Cancel();
-  for (size_t i = 0; i < pull_calls_.size(); ++i) {
-    pull_calls_[i]->Wait(servers_[stripes_[i].server].address).IgnoreError();
-  }
+  ClosePullStreams();
   // The caller may free its gradients once we return: give gRPC its grace to
   // let go of them; slices it still holds after that keep the counter alive.
   pins_->AwaitReleased(absl::Now() + kPinGrace);
@@ -689,7 +754,7 @@ std::vector<std::vector<GrpcParameterClient::Piece>> GrpcParameterClient::Stripe
 
 absl::Status GrpcParameterClient::StartPull(int64_t clock,
                                             absl::Span<const absl::Span<float>> params) {
-  if (!pull_calls_.empty()) return absl::FailedPreconditionError("a pull is already outstanding");
+  if (pull_open_) return absl::FailedPreconditionError("a pull is already outstanding");
   if (clock < 0) return absl::InvalidArgumentError(absl::StrCat("pull at clock ", clock));
   if (params.size() != tensor_sizes_.size()) {
     return absl::InvalidArgumentError(
@@ -704,11 +769,14 @@ absl::Status GrpcParameterClient::StartPull(int64_t clock,
   }
   pull_target_.names = &tensor_names_;
   pull_target_.params.assign(params.begin(), params.end());
-  for (const Stripe& stripe : stripes_) {
+  pull_streams_.resize(stripes_.size());
+  for (size_t i = 0; i < stripes_.size(); ++i) {
+    const Stripe& stripe = stripes_[i];
     PullRequest request;
     request.set_job_id(job_id_);
     request.set_worker(rank_);
     request.set_clock(clock);
+    request.set_wait_ms(static_cast<uint64_t>(absl::ToInt64Milliseconds(options_.pull_timeout)));
     for (const Piece& p : stripe.pieces) {
       TensorSlice* s = request.add_slices();
       s->set_tensor(tensor_names_[p.tensor]);
@@ -720,35 +788,74 @@ absl::Status GrpcParameterClient::StartPull(int64_t clock,
       pull_wire_bytes_ += (p.end - p.begin) * (narrow ? 2 : sizeof(float));
       pull_raw_bytes_ += (p.end - p.begin) * sizeof(float);
     }
-    pull_calls_.push_back(std::make_unique<internal::PullCall>(
-        servers_[stripe.server].stubs[stripe.part].get(), options_.pull_timeout, request,
-        &pull_target_));
+    // A stream that ended between pulls (a server restarted) is replaced.
+    if (pull_streams_[i] != nullptr && pull_streams_[i]->ended()) {
+      pull_streams_[i]->Close();
+      pull_streams_[i].reset();
+    }
+    if (pull_streams_[i] == nullptr) {
+      pull_streams_[i] = std::make_unique<internal::PullStreamCall>(
+          servers_[stripe.server].stubs[stripe.part].get());
+    }
+    pull_streams_[i]->Start(request, &pull_target_);
   }
+  pull_open_ = true;
   return absl::OkStatus();
 }
 
 absl::Status GrpcParameterClient::FinishPull(int64_t* view_clock) {
-  if (pull_calls_.empty()) return absl::FailedPreconditionError("FinishPull without StartPull");
+  if (!pull_open_) return absl::FailedPreconditionError("FinishPull without StartPull");
+  pull_open_ = false;
+  // The server gives up waiting at pull_timeout and says why; this allows
+  // for its answer to arrive.
+  const absl::Time deadline = absl::Now() + options_.pull_timeout + kPullAnswerGrace;
   absl::Status first;
   int64_t view = std::numeric_limits<int64_t>::max();
-  for (size_t i = 0; i < pull_calls_.size(); ++i) {
-    const std::string& address = servers_[stripes_[i].server].address;
-    absl::Status st = pull_calls_[i]->Wait(address);
-    if (st.ok() && pull_calls_[i]->received() != stripes_[i].elements) {
-      st = absl::DataLossError(absl::StrCat("pull from server ", address, ": got ",
-                                            pull_calls_[i]->received(), " values, expected ",
-                                            stripes_[i].elements));
+  for (size_t i = 0; i < pull_streams_.size() && first.ok(); ++i) {
+    internal::PullStreamCall& stream = *pull_streams_[i];
+    const std::string what = absl::StrCat("pull from server ", servers_[stripes_[i].server].address);
+    switch (stream.Await(deadline)) {
+      case internal::PullStreamCall::Outcome::kAnswered:
+        if (stream.received() != stripes_[i].elements) {
+          first = absl::DataLossError(absl::StrCat(what, ": got ", stream.received(),
+                                                   " values, expected ", stripes_[i].elements));
+        }
+        view = std::min(view, stream.view_clock());
+        break;
+      case internal::PullStreamCall::Outcome::kEnded: {
+        const absl::Status error = stream.error();
+        const grpc::Status closed = stream.Close();
+        pull_streams_[i].reset();
+        if (!error.ok()) {
+          first = absl::Status(error.code(), absl::StrCat(what, ": ", error.message()));
+        } else if (!closed.ok()) {
+          first = FromGrpcStatus(closed, what);
+        } else {
+          first = absl::UnavailableError(
+              absl::StrCat(what, ": the stream ended before the pull was answered"));
+        }
+        break;
+      }
+      case internal::PullStreamCall::Outcome::kTimedOut:
+        first = absl::DeadlineExceededError(absl::StrCat(
+            what, ": no answer in ", absl::FormatDuration(options_.pull_timeout + kPullAnswerGrace)));
+        break;
     }
-    if (first.ok() && !st.ok()) {
-      first = st;
-      for (auto& call : pull_calls_) call->Cancel();  // the others need not finish
-    }
-    view = std::min(view, pull_calls_[i]->view_clock());
   }
-  pull_calls_.clear();
+  // The other streams' pulls are still in flight (or unknown): they write
+  // into the caller's buffers, so they are cancelled before returning, and
+  // the next pull opens fresh streams.
+  if (!first.ok()) ClosePullStreams();
   TESSERA_RETURN_IF_ERROR(first);
   if (view_clock != nullptr) *view_clock = servers_.empty() ? -1 : view;
   return absl::OkStatus();
+}
+
+void GrpcParameterClient::ClosePullStreams() {
+  for (auto& stream : pull_streams_) {
+    if (stream != nullptr) stream->Close();
+    stream.reset();
+  }
 }
 
 absl::Status GrpcParameterClient::Pull(int64_t clock, absl::Span<const absl::Span<float>> params,

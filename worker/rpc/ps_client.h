@@ -37,7 +37,7 @@ inline constexpr int kMaxChannelsPerServer = 16;
 namespace internal {
 class PayloadPins;
 class PushStreamCall;
-class PullCall;
+class PullStreamCall;
 // Where a pull's values go: the plan's tensor names and the caller's buffers.
 struct PullTarget {
   const std::vector<std::string>* names = nullptr;
@@ -50,11 +50,11 @@ struct PullTarget {
 // split again into stripes, one per channel (TCP connection) to it. Pushes
 // go on one long-lived PushStream per stripe, each push ended by an
 // end_of_push chunk and answered by the server (a failed push closes the
-// stream; the next push opens a new one); each pull is one Pull stream per
-// stripe. Payload goes in chunks of at most kMaxChunkBytes. The server
-// applies a striped push only once every stripe arrived whole
-// (PushChunk.parts). The calls run on gRPC's
-// callback API over raw byte buffers (common/rpc/chunk_codec.h): a float32
+// stream; the next push opens a new one), and pulls likewise on one
+// long-lived PullStream per stripe, each pull's last chunk marked
+// end_of_pull (a failed pull closes the streams). Payload goes in chunks of
+// at most kMaxChunkBytes. The server applies a striped push only once every
+// stripe arrived whole (PushChunk.parts). The calls run on gRPC's callback API over raw byte buffers (common/rpc/chunk_codec.h): a float32
 // chunk is pushed without a copy, gRPC writing the caller's gradient to the
 // socket (a compressed one is encoded once into gRPC's buffer), and starts on
 // its way while the caller goes on (PushTensor); a pulled chunk is
@@ -121,8 +121,9 @@ class GrpcParameterClient : public ParameterClient {
   // The pieces of `server` in `channels` runs of about equal size (fewer when
   // a run would carry less than kMinStripeBytes), in order.
   static std::vector<std::vector<Piece>> Stripes(const Server& server, size_t channels);
-  // Cancels the push streams; the next push opens new ones.
+  // Cancels the push (pull) streams; the next push (pull) opens new ones.
   void ClosePushStreams();
+  void ClosePullStreams();
 
   // Constant after construction.
   const std::string job_id_;
@@ -162,8 +163,10 @@ class GrpcParameterClient : public ParameterClient {
   std::vector<std::unique_ptr<internal::PushStreamCall>> push_streams_;
   bool push_open_ = false;  // between BeginPush and FinishPush
   std::vector<bool> pushed_;
-  // The outstanding pull (one call per stripe) and where it writes.
-  std::vector<std::unique_ptr<internal::PullCall>> pull_calls_;
+  // One long-lived PullStream per stripe (null until used, or after a
+  // failed pull), whether a pull is outstanding on them, and where it writes.
+  std::vector<std::unique_ptr<internal::PullStreamCall>> pull_streams_;
+  bool pull_open_ = false;  // between StartPull and FinishPull
   internal::PullTarget pull_target_;
 };
 
