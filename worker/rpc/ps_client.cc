@@ -351,8 +351,8 @@ class PullStreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, gr
   void OnReadDone(bool ok) override {
     {
       absl::MutexLock lock(&mu_);
-      if (!ok) {
-        ended_ = true;  // the server finished the stream, or it broke
+      if (!ok || ended_) {
+        ended_ = true;  // the server finished the stream, it broke, or Close() cancelled it
         return;
       }
       // Decoded under the lock: Start() may not retarget meanwhile. Only the
