@@ -6,7 +6,7 @@
 // Without CUDA in the build, or without a device, it says so and exits 2: it
 // never prints CPU figures as if they were GPU ones.
 //
-// Usage: tessera-bench-kernels [--device=N] [--reps=R] [--quick]
+// Usage: tessera-bench-kernels [--device=N] [--reps=R] [--quick] [--mlp_batch=B]
 
 #include <cstdio>
 #include <cstdlib>
@@ -28,6 +28,7 @@ struct Options {
   int device = 0;
   int reps = 20;
   bool quick = false;  // smaller sizes (a smoke run), not for the figures
+  int mlp_batch = 64;  // the main job's per-worker batch (tools/jobs/fashion_mlp.yaml)
 };
 
 bool ParseArgs(int argc, char** argv, Options* o) {
@@ -37,14 +38,22 @@ bool ParseArgs(int argc, char** argv, Options* o) {
       o->device = std::atoi(a.c_str() + 9);
     } else if (a.rfind("--reps=", 0) == 0) {
       o->reps = std::max(1, std::atoi(a.c_str() + 7));
+    } else if (a.rfind("--mlp_batch=", 0) == 0) {
+      o->mlp_batch = std::atoi(a.c_str() + 12);
+      if (o->mlp_batch < 1) {
+        std::fprintf(stderr, "tessera-bench-kernels: --mlp_batch must be >= 1\n");
+        return false;
+      }
     } else if (a == "--quick") {
       o->quick = true;
     } else if (a == "--help" || a == "-h") {
       std::printf(
-          "Usage: tessera-bench-kernels [--device=N] [--reps=R] [--quick]\n"
+          "Usage: tessera-bench-kernels [--device=N] [--reps=R] [--quick] [--mlp_batch=B]\n"
           "Prints GB/s (memory-bound kernels) or TFLOP/s (GEMM) per CUDA kernel at sizes that\n"
           "fill the GPU, next to a device-to-device copy and a large cuBLAS GEMM measured in\n"
-          "the same run. Needs a CUDA build and a CUDA device; exits 2 otherwise.\n");
+          "the same run; last, cuBLAS alone on one training step's GEMMs of the main job's\n"
+          "MLP (784-256-128-10) at batch B (default 64), the figure a GPU worker's compute\n"
+          "time is compared with. Needs a CUDA build and a CUDA device; exits 2 otherwise.\n");
       std::exit(0);
     } else {
       std::fprintf(stderr, "tessera-bench-kernels: unknown argument %s (--help)\n", a.c_str());
@@ -90,14 +99,15 @@ kc::DeviceBuffer Alloc(size_t bytes) {
   return b;
 }
 
-// Best time of `reps` runs of `fn` after two warm-ups, in milliseconds.
+// Median time of `reps` runs of `fn` after two warm-ups, in milliseconds, by
+// device events around each run.
 double TimeMs(const kc::Stream& s, int reps, const std::function<KernelStatus()>& fn) {
   kc::Event start, stop;
   Check(kc::Event::Create(true, &start), "event");
   Check(kc::Event::Create(true, &stop), "event");
   for (int i = 0; i < 2; ++i) Check(fn(), "warm-up");
   Check(s.Synchronize(), "warm-up sync");
-  double best = 1e30;
+  std::vector<double> times;
   for (int i = 0; i < reps; ++i) {
     Check(start.Record(s), "record");
     Check(fn(), "run");
@@ -105,9 +115,10 @@ double TimeMs(const kc::Stream& s, int reps, const std::function<KernelStatus()>
     Check(stop.Synchronize(), "sync");
     float ms = 0;
     Check(stop.ElapsedMsSince(start, &ms), "elapsed");
-    best = std::min(best, static_cast<double>(ms));
+    times.push_back(ms);
   }
-  return best;
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
 }
 
 void Fill(const kc::Stream& s, kc::DeviceBuffer& b, float lo, float hi, uint64_t seed) {
@@ -215,8 +226,10 @@ int main(int argc, char** argv) {
         });
   }
 
-  {  // Embeddings: rows of 64 floats.
-    const int dim = 64;
+  // Embeddings: rows of 64 floats, then 256 (the sort's cost is per key, so its
+  // share shrinks as rows grow).
+  for (const int dim : {64, 256}) {
+    const std::string d = std::to_string(dim);
     const int64_t lookups = n / dim / 2;
     const int64_t table_rows = n / dim / 2;
     std::vector<int64_t> ids(lookups);
@@ -231,7 +244,8 @@ int main(int argc, char** argv) {
                      nu = Alloc(8);
     Check(kc::CopyAsync(di.data(), ids.data(), lookups * 8, s), "ids");
     Check(kc::CopyAsync(dk.data(), keys.data(), lookups * 8, s), "keys");
-    row("embedding gather (dim 64)", lookups * dim, 2.0 * lookups * dim * 4 + lookups * 8, [&] {
+    row(("embedding gather (dim " + d + ")").c_str(), lookups * dim,
+        2.0 * lookups * dim * 4 + lookups * 8, [&] {
       return kc::EmbeddingGather(lookups, dim, a.as<float>(), table_rows, di.as<int64_t>(),
                                  b.as<float>(), s);
     });
@@ -240,7 +254,7 @@ int main(int argc, char** argv) {
     kc::DeviceBuffer sws = Alloc(ws_bytes);
     // Bytes: the gradient rows read once and ~1/4 as many summed rows written,
     // plus the keys; the sort's own passes are the price of deduplication.
-    row("scatter-add dedup (dim 64, ~4/key)", lookups * dim,
+    row(("scatter-add dedup (dim " + d + ", ~4/key)").c_str(), lookups * dim,
         1.25 * lookups * dim * 4 + 2.0 * lookups * 8, [&] {
           return kc::EmbeddingScatterAdd(lookups, dim, dk.as<uint64_t>(), a.as<float>(),
                                          uk.as<uint64_t>(), b.as<float>(), nu.as<int64_t>(),
@@ -307,6 +321,43 @@ int main(int argc, char** argv) {
       std::printf("%-34s %18s %10.3f %10.2f %7.0f%%\n", label, dims, ms, tflops,
                   100.0 * tflops / ceiling);
     }
+  }
+
+  // One training step's GEMMs of the main job's MLP, as worker/model.cc issues
+  // them: per layer (fan_in -> out) forward Y = X W, backward dW = X^T dY, and
+  // dX = dY W^T for every layer but the first. cuBLAS alone, back to back on one
+  // stream: the floor for a GPU worker's compute time per step.
+  const int mb = o.mlp_batch;
+  const int mlp[] = {784, 256, 128, 10};
+  std::printf("\n%-34s %10s %10s %12s\n", "one step's GEMMs, cuBLAS alone", "batch", "gemms",
+              "ms per step");
+  for (kc::GemmPrecision prec :
+       {kc::GemmPrecision::kFp32, kc::GemmPrecision::kTf32, kc::GemmPrecision::kBf16}) {
+    int gemms = 0;
+    const double ms = TimeMs(s, o.reps * 10, [&]() -> KernelStatus {
+      gemms = 0;
+      for (int l = 0; l < 3; ++l) {
+        const int in = mlp[l], out = mlp[l + 1];
+        KernelStatus st = kc::Gemm(cublas, s, prec, false, false, mb, out, in, 1.0f,
+                                   ga.as<float>(), in, gb.as<float>(), out, 0.0f, gc.as<float>(),
+                                   out);
+        if (!st.ok()) return st;
+        st = kc::Gemm(cublas, s, prec, true, false, in, out, mb, 1.0f, ga.as<float>(), in,
+                      gb.as<float>(), out, 0.0f, gc.as<float>(), out);
+        if (!st.ok()) return st;
+        gemms += 2;
+        if (l > 0) {
+          st = kc::Gemm(cublas, s, prec, false, true, mb, in, out, 1.0f, ga.as<float>(), out,
+                        gb.as<float>(), out, 0.0f, gc.as<float>(), in);
+          if (!st.ok()) return st;
+          ++gemms;
+        }
+      }
+      return KernelStatus::Ok();
+    });
+    char label[64];
+    std::snprintf(label, sizeof label, "%s mlp 784-256-128-10", kc::GemmPrecisionName(prec));
+    std::printf("%-34s %10d %10d %12.4f\n", label, mb, gemms, ms);
   }
   return 0;
 }

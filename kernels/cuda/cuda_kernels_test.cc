@@ -218,7 +218,9 @@ TEST_F(CudaKernelsTest, ColumnSumWithAlphaBeta) {
 TEST_F(CudaKernelsTest, SoftmaxCrossEntropyFusedAndForwardOnly) {
   uint64_t seed = 300;
   for (int batch : {1, 7, 33, 1000}) {
-    for (int classes : {2, 10, 33, 1000}) {
+    // Up to 4096 classes a row is held in registers, by one warp up to 512 and
+    // by 2, 4 or 8 warps beyond; 5000 takes the two-pass kernel.
+    for (int classes : {2, 10, 33, 1000, 1024, 1500, 4096, 5000}) {
       SCOPED_TRACE(::testing::Message() << "batch=" << batch << " classes=" << classes);
       const std::vector<float> logits = RandomVector(size_t(batch) * classes, seed++, -8.0f, 8.0f);
       std::vector<int32_t> labels(batch);

@@ -45,29 +45,59 @@ __global__ void GatherKernel4(int64_t total4, int dim4, const float4* table, int
   }
 }
 
+__device__ __forceinline__ float Add(float a, float b) { return a + b; }
+__device__ __forceinline__ float4 Add(const float4& a, const float4& b) {
+  return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+}
+
 __global__ void IotaKernel(int n, int* out) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
     out[i] = i;
   }
 }
 
-// One warp per unique key j < *num_unique: summed[j] = rows of the run, in order.
-__global__ void SumRunsKernel(int n, int dim, const float* grads, const int* sorted_rows,
+// Lanes per unique key: the smallest power of two covering the row's vectors,
+// at most a warp, so that a short row (dim 64 = 16 float4s) does not leave
+// half a warp idle.
+int LanesPerKey(int vectors) {
+  int lanes = 1;
+  while (lanes < vectors && lanes < 32) lanes *= 2;
+  return lanes;
+}
+
+// A group of `lanes` threads per unique key j < *num_unique: summed[j] = the
+// rows of its run, added in run order (the CPU's order). V floats per access;
+// the row indices of the run are read kRunUnroll at a time so that their rows'
+// loads are in flight together.
+constexpr int kRunUnroll = 4;
+
+template <typename T>
+__global__ void SumRunsKernel(int vectors, int lanes, const T* grads, const int* sorted_rows,
                               const int* counts, const int* offsets, const int64_t* num_unique,
-                              float* summed) {
+                              T* summed) {
   const int64_t u = *num_unique;
-  const int lane = threadIdx.x % 32;
-  for (int64_t j = (blockIdx.x * int64_t{blockDim.x} + threadIdx.x) / 32; j < u;
-       j += (int64_t{gridDim.x} * blockDim.x) / 32) {
+  const int64_t threads = int64_t{gridDim.x} * blockDim.x;
+  for (int64_t t = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; t / lanes < u; t += threads) {
+    const int64_t j = t / lanes;
+    const int lane = static_cast<int>(t % lanes);
     const int begin = offsets[j], count = counts[j];
-    float* out = summed + j * dim;
-    for (int d = lane; d < dim; d += 32) {
-      float s = grads[int64_t{sorted_rows[begin]} * dim + d];
-      for (int r = 1; r < count; ++r) s += grads[int64_t{sorted_rows[begin + r]} * dim + d];
+    T* out = summed + j * vectors;
+    for (int d = lane; d < vectors; d += lanes) {
+      T s = grads[int64_t{sorted_rows[begin]} * vectors + d];
+      int r = 1;
+      for (; r + kRunUnroll <= count; r += kRunUnroll) {
+        T v[kRunUnroll];
+#pragma unroll
+        for (int k = 0; k < kRunUnroll; ++k) {
+          v[k] = grads[int64_t{sorted_rows[begin + r + k]} * vectors + d];
+        }
+#pragma unroll
+        for (int k = 0; k < kRunUnroll; ++k) s = Add(s, v[k]);
+      }
+      for (; r < count; ++r) s = Add(s, grads[int64_t{sorted_rows[begin + r]} * vectors + d]);
       out[d] = s;
     }
   }
-  (void)n;
 }
 
 size_t AlignUp(size_t x) { return (x + 255) & ~size_t{255}; }
@@ -168,9 +198,20 @@ KernelStatus EmbeddingScatterAdd(int64_t n, int dim, const uint64_t* keys, const
   // Scanning all n counts (zeros past *num_unique) avoids a device-to-host sync.
   TESSERA_CUDA_RETURN_IF_ERROR(
       cub::DeviceScan::ExclusiveSum(temp, temp_bytes, counts, offsets, count, stream.get()));
-  SumRunsKernel<<<GridFor(int64_t{count} * 32, kThreads), kThreads, 0, stream.get()>>>(
-      count, dim, grads, rows_sorted, counts, offsets, num_unique, summed);
-  return CheckLaunch("SumRunsKernel");
+  // Threads for every key possibly unique; those past *num_unique exit at once.
+  if (dim % 4 == 0 && (reinterpret_cast<uintptr_t>(grads) & 15u) == 0 &&
+      (reinterpret_cast<uintptr_t>(summed) & 15u) == 0) {
+    const int lanes = LanesPerKey(dim / 4);
+    SumRunsKernel<float4><<<GridFor(int64_t{count} * lanes, kThreads), kThreads, 0,
+                            stream.get()>>>(dim / 4, lanes, reinterpret_cast<const float4*>(grads),
+                                            rows_sorted, counts, offsets, num_unique,
+                                            reinterpret_cast<float4*>(summed));
+    return CheckLaunch("SumRunsKernel<float4>");
+  }
+  const int lanes = LanesPerKey(dim);
+  SumRunsKernel<float><<<GridFor(int64_t{count} * lanes, kThreads), kThreads, 0, stream.get()>>>(
+      dim, lanes, grads, rows_sorted, counts, offsets, num_unique, summed);
+  return CheckLaunch("SumRunsKernel<float>");
 }
 
 }  // namespace tessera::kernels::cuda
