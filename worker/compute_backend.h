@@ -94,6 +94,28 @@ class ComputeBackend {
   virtual absl::Status ReadLossTotals(const BackendBuffer& totals, double* loss_sum,
                                       int64_t* correct) = 0;
 
+  // Capture of a repeated sequence of calls (CUDA graphs), so that a replay
+  // costs one launch instead of one per call. Between BeginCapture() and
+  // EndCapture(key, ok) the calls are recorded, not run; ReplayCapture(key)
+  // then runs them with the contents the host buffers have at that time, and
+  // downloads can be waited on as if issued. EndCapture with !ok (a call
+  // failed) discards the recording. The CPU captures nothing.
+  virtual bool can_capture() const { return false; }
+  virtual absl::Status BeginCapture() { return absl::UnimplementedError("no capture"); }
+  virtual absl::Status EndCapture(int key, bool ok) {
+    (void)key;
+    (void)ok;
+    return absl::UnimplementedError("no capture");
+  }
+  virtual bool HasCapture(int key) const {
+    (void)key;
+    return false;
+  }
+  virtual absl::Status ReplayCapture(int key) {
+    (void)key;
+    return absl::UnimplementedError("no capture");
+  }
+
  protected:
   // A double (loss) then a 64-bit count.
   static constexpr size_t kTotalsBytes = 16;

@@ -1,6 +1,9 @@
 #include "worker/cuda_backend.h"
 
+#include <cstdlib>
 #include <cstring>
+#include <map>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -42,6 +45,7 @@ class CudaBackend final : public ComputeBackend {
     TESSERA_RETURN_IF_ERROR(FromKernelStatus(kc::Stream::Create(&copy_)));
     TESSERA_RETURN_IF_ERROR(FromKernelStatus(kc::CublasHandle::Create(&cublas_)));
     TESSERA_RETURN_IF_ERROR(FromKernelStatus(kc::Event::Create(false, &compute_done_)));
+    TESSERA_RETURN_IF_ERROR(FromKernelStatus(kc::Event::Create(false, &copy_done_)));
     return absl::OkStatus();
   }
 
@@ -77,7 +81,8 @@ class CudaBackend final : public ComputeBackend {
     TESSERA_RETURN_IF_ERROR(FromKernelStatus(compute_done_.Record(compute_)));
     TESSERA_RETURN_IF_ERROR(FromKernelStatus(compute_done_.MakeWait(copy_)));
     TESSERA_RETURN_IF_ERROR(FromKernelStatus(kc::CopyAsync(dst, src, bytes, copy_)));
-    return FromKernelStatus(slot_done_[slot].Record(copy_));
+    copy_forked_ = true;
+    return FromKernelStatus(slot_done_[slot].RecordForHost(copy_));
   }
   absl::Status WaitDownload(int slot) override {
     if (slot < 0 || slot >= static_cast<int>(slot_done_.size())) {
@@ -123,6 +128,37 @@ class CudaBackend final : public ComputeBackend {
   absl::Status ResetLossTotals(BackendBuffer* totals) override {
     return FromKernelStatus(kc::MemsetAsync(totals->data(), 0, kTotalsBytes, compute_));
   }
+  bool can_capture() const override { return options_.graphs; }
+  absl::Status BeginCapture() override {
+    if (!options_.graphs) return absl::FailedPreconditionError("CUDA graphs are off");
+    copy_forked_ = false;
+    TESSERA_RETURN_IF_ERROR(FromKernelStatus(kc::Graph::BeginCapture(compute_)));
+    capturing_ = true;
+    return absl::OkStatus();
+  }
+  absl::Status EndCapture(int key, bool ok) override {
+    capturing_ = false;
+    // The copy stream was forked from the compute stream by the downloads:
+    // join it back, as a capture must end with every forked stream joined.
+    absl::Status joined = absl::OkStatus();
+    if (copy_forked_) {
+      joined = FromKernelStatus(copy_done_.Record(copy_));
+      if (joined.ok()) joined = FromKernelStatus(copy_done_.MakeWait(compute_));
+    }
+    kc::Graph graph;
+    TESSERA_RETURN_IF_ERROR(
+        FromKernelStatus(kc::Graph::EndCapture(compute_, ok && joined.ok(), &graph)));
+    TESSERA_RETURN_IF_ERROR(joined);
+    if (ok) graphs_[key] = std::move(graph);
+    return absl::OkStatus();
+  }
+  bool HasCapture(int key) const override { return graphs_.count(key) > 0; }
+  absl::Status ReplayCapture(int key) override {
+    auto it = graphs_.find(key);
+    if (it == graphs_.end()) return absl::NotFoundError(absl::StrCat("no captured graph ", key));
+    return FromKernelStatus(it->second.Launch(compute_));
+  }
+
   absl::Status ReadLossTotals(const BackendBuffer& totals, double* loss_sum,
                               int64_t* correct) override {
     if (totals_host_.data() == nullptr) {
@@ -143,6 +179,10 @@ class CudaBackend final : public ComputeBackend {
   // for the device: cudaFree synchronizes, so no kernel still uses the old one).
   absl::StatusOr<float*> Workspace(size_t floats) {
     if (workspace_.bytes() < floats * sizeof(float)) {
+      // Captured graphs point at the old workspace, and a capture may not
+      // free memory: growing ends both.
+      if (capturing_) return absl::FailedPreconditionError("workspace growth while capturing");
+      graphs_.clear();
       workspace_ = kc::DeviceBuffer();
       TESSERA_RETURN_IF_ERROR(
           FromKernelStatus(kc::DeviceBuffer::Allocate(floats * sizeof(float), &workspace_)));
@@ -156,7 +196,11 @@ class CudaBackend final : public ComputeBackend {
   kc::Stream copy_;
   kc::CublasHandle cublas_;
   kc::Event compute_done_;
+  kc::Event copy_done_;     // joins the copy stream back at the end of a capture
+  bool copy_forked_ = false;
+  bool capturing_ = false;
   std::vector<kc::Event> slot_done_;
+  std::map<int, kc::Graph> graphs_;  // by capture key
   kc::DeviceBuffer workspace_;
   kc::PinnedBuffer totals_host_;
 };
@@ -168,10 +212,13 @@ absl::StatusOr<std::unique_ptr<ComputeBackend>> NewCudaBackend(const CudaBackend
                               absl::StrCat("--device=cuda:", options.ordinal));
   kc::DeviceInfo info;
   TESSERA_RETURN_IF_ERROR(FromKernelStatus(kc::GetDeviceInfo(options.ordinal, &info)));
+  CudaBackendOptions opts = options;
+  const char* graphs_env = std::getenv("TESSERA_CUDA_GRAPHS");
+  if (graphs_env != nullptr && std::string(graphs_env) == "0") opts.graphs = false;
   auto backend = std::make_unique<CudaBackend>(
-      options, absl::StrFormat("cuda:%d (%s, sm_%d%d, gemm %s)", options.ordinal, info.name,
-                               info.major, info.minor,
-                               kc::GemmPrecisionName(options.gemm_precision)));
+      opts, absl::StrFormat("cuda:%d (%s, sm_%d%d, gemm %s%s)", opts.ordinal, info.name,
+                            info.major, info.minor, kc::GemmPrecisionName(opts.gemm_precision),
+                            opts.graphs ? ", graphs" : ""));
   TESSERA_RETURN_IF_ERROR(backend->Init());
   return std::unique_ptr<ComputeBackend>(std::move(backend));
 }

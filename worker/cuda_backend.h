@@ -15,6 +15,9 @@ struct CudaBackendOptions {
   int ordinal = 0;
   // Precision of the GEMMs; parameters and gradients stay fp32.
   kernels::cuda::GemmPrecision gemm_precision = kernels::cuda::GemmPrecision::kFp32;
+  // Replay each training step from a CUDA graph (ComputeBackend::can_capture).
+  // NewCudaBackend turns it off when the environment has TESSERA_CUDA_GRAPHS=0.
+  bool graphs = true;
 };
 
 // Makes `ordinal` current on the calling thread and creates a compute stream,

@@ -13,6 +13,7 @@
 #include "common/range.h"
 #include "common/status_macros.h"
 #include "kernels/cpu_kernels.h"
+#include "spdlog/spdlog.h"
 
 namespace tessera::worker {
 
@@ -151,19 +152,23 @@ absl::Status Model::StageBatch(const float* x, const int32_t* y, int batch, cons
     if (dy != nullptr) *dy = y;
     return absl::OkStatus();
   }
-  // Through pinned memory, so the copy is a true asynchronous DMA. The
-  // previous step synchronized before returning, so the staging is free.
+  // Through pinned memory, so the copy is a true asynchronous DMA.
+  CopyBatchToStaging(x, y, batch);
   const size_t x_bytes = sizeof(float) * static_cast<size_t>(batch) * input_dim();
-  std::memcpy(host_x_->data(), x, x_bytes);
   TESSERA_RETURN_IF_ERROR(backend_->Upload(dev_x_->data(), host_x_->data(), x_bytes));
   *dx = dev_x_->as<float>();
-  if (dy != nullptr) {
+  if (y != nullptr) {
     const size_t y_bytes = sizeof(int32_t) * static_cast<size_t>(batch);
-    std::memcpy(host_y_->data(), y, y_bytes);
     TESSERA_RETURN_IF_ERROR(backend_->Upload(dev_y_->data(), host_y_->data(), y_bytes));
     *dy = dev_y_->as<int32_t>();
   }
   return absl::OkStatus();
+}
+
+void Model::CopyBatchToStaging(const float* x, const int32_t* y, int batch) {
+  // The previous step or chunk synchronized before returning: the staging is free.
+  std::memcpy(host_x_->data(), x, sizeof(float) * static_cast<size_t>(batch) * input_dim());
+  if (y != nullptr) std::memcpy(host_y_->data(), y, sizeof(int32_t) * static_cast<size_t>(batch));
 }
 
 absl::Status Model::Forward(const float* x, int batch) {
@@ -185,6 +190,48 @@ absl::Status Model::Forward(const float* x, int batch) {
 absl::StatusOr<Model::StepResult> Model::ForwardBackward(const float* x, const int32_t* y,
                                                          int batch,
                                                          const GradientReady& on_gradient) {
+  // Tensors whose gradient copy was issued (backends that copy asynchronously),
+  // in the order they were.
+  std::vector<int> issued;
+  const bool seen_before = !seen_batches_.insert(batch).second;
+  if (backend_->HasCapture(batch)) {
+    // A captured step: new inputs into the same host buffers, one launch.
+    CopyBatchToStaging(x, y, batch);
+    TESSERA_RETURN_IF_ERROR(backend_->ReplayCapture(batch));
+    issued = captured_order_;
+  } else if (backend_->can_capture() && capture_error_.ok() && seen_before) {
+    // The second step of this batch size (the first one sized every buffer):
+    // record it, then run it, and every later one, from the recording.
+    TESSERA_RETURN_IF_ERROR(backend_->BeginCapture());
+    const absl::Status recorded = IssueStep(x, y, batch, on_gradient, &issued);
+    const absl::Status ended = backend_->EndCapture(batch, recorded.ok());
+    if (recorded.ok() && ended.ok()) {
+      captured_order_ = issued;
+      TESSERA_RETURN_IF_ERROR(backend_->ReplayCapture(batch));
+    } else {
+      capture_error_ = recorded.ok() ? ended : recorded;
+      spdlog::warn("{}: capturing a training step failed ({}); issuing each step's calls instead",
+                   backend_->name(), capture_error_.ToString());
+      issued.clear();
+      TESSERA_RETURN_IF_ERROR(IssueStep(x, y, batch, on_gradient, &issued));
+    }
+  } else {
+    TESSERA_RETURN_IF_ERROR(IssueStep(x, y, batch, on_gradient, &issued));
+  }
+  // CUDA: every kernel is queued; hand each gradient over as its copy lands,
+  // while the device still runs the rest of backward.
+  for (int tensor : issued) {
+    TESSERA_RETURN_IF_ERROR(backend_->WaitDownload(tensor));
+    if (on_gradient) TESSERA_RETURN_IF_ERROR(on_gradient(tensor));
+  }
+  StepResult result;
+  TESSERA_RETURN_IF_ERROR(backend_->ReadLossTotals(*totals_, &result.loss, &result.correct));
+  result.loss /= batch;
+  return result;
+}
+
+absl::Status Model::IssueStep(const float* x, const int32_t* y, int batch,
+                              const GradientReady& on_gradient, std::vector<int>* issued) {
   const int layers = static_cast<int>(acts_.size());
   TESSERA_RETURN_IF_ERROR(UploadParameters());
   const float* dx = nullptr;
@@ -196,8 +243,6 @@ absl::StatusOr<Model::StepResult> Model::ForwardBackward(const float* x, const i
                                                         num_classes(),
                                                         deltas_.back()->as<float>(),
                                                         totals_.get()));
-  // Tensors whose gradient copy was issued, in the order they were.
-  std::vector<int> issued;
   auto deliver = [&](int tensor) -> absl::Status {
     TESSERA_RETURN_IF_ERROR(backend_->Download(host_grads_[tensor]->data(), grads_[tensor],
                                                sizes_[tensor] * sizeof(float), tensor));
@@ -206,7 +251,7 @@ absl::StatusOr<Model::StepResult> Model::ForwardBackward(const float* x, const i
       // the callback, so a streaming client sends while we compute.
       if (on_gradient) TESSERA_RETURN_IF_ERROR(on_gradient(tensor));
     } else {
-      issued.push_back(tensor);
+      issued->push_back(tensor);
     }
     return absl::OkStatus();
   };
@@ -235,16 +280,7 @@ absl::StatusOr<Model::StepResult> Model::ForwardBackward(const float* x, const i
           acts_[l - 1]->as<float>(), prev, grads_[2 * (l - 1) + 1]));
     }
   }
-  // CUDA: every kernel is queued; hand each gradient over as its copy lands,
-  // while the device still runs the rest of backward.
-  for (int tensor : issued) {
-    TESSERA_RETURN_IF_ERROR(backend_->WaitDownload(tensor));
-    if (on_gradient) TESSERA_RETURN_IF_ERROR(on_gradient(tensor));
-  }
-  StepResult result;
-  TESSERA_RETURN_IF_ERROR(backend_->ReadLossTotals(*totals_, &result.loss, &result.correct));
-  result.loss /= batch;
-  return result;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Model::StepResult> Model::Evaluate(const float* x, const int32_t* y, int64_t n) {

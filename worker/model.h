@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <set>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -102,8 +103,15 @@ class Model {
   // reads them; returns the backend pointers.
   absl::Status StageBatch(const float* x, const int32_t* y, int batch, const float** dx,
                           const int32_t** dy);
+  // Copies `batch` rows of x (and y, when not null) into the pinned staging.
+  void CopyBatchToStaging(const float* x, const int32_t* y, int batch);
   // Runs the layers on `batch` rows of x (backend memory); the logits end in acts_.back().
   absl::Status Forward(const float* x, int batch);
+  // Issues one training step's calls: uploads, forward, loss, backward and
+  // the gradient downloads. A synchronous backend hands each gradient to
+  // on_gradient as it is final; otherwise the tensors are appended to *issued.
+  absl::Status IssueStep(const float* x, const int32_t* y, int batch,
+                         const GradientReady& on_gradient, std::vector<int>* issued);
 
   // Constant after construction.
   const std::vector<int> widths_;  // input_dim, hidden..., num_classes
@@ -129,6 +137,12 @@ class Model {
   // Input staging when the backend is not host memory: pinned host + device.
   std::unique_ptr<BackendBuffer> host_x_, host_y_, dev_x_, dev_y_;
   std::unique_ptr<BackendBuffer> totals_;  // loss sum and correct count
+
+  // Step capture (ComputeBackend::can_capture): batch sizes stepped so far,
+  // the download order of a captured step, and why capture was given up, if it was.
+  std::set<int> seen_batches_;
+  std::vector<int> captured_order_;
+  absl::Status capture_error_;
 };
 
 }  // namespace tessera::worker

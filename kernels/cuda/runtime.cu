@@ -146,6 +146,14 @@ KernelStatus Event::Create(bool timing, Event* out) {
 KernelStatus Event::Record(const Stream& stream) {
   return FromCuda(cudaEventRecord(event_, stream.get()), "cudaEventRecord");
 }
+KernelStatus Event::RecordForHost(const Stream& stream) {
+  // The external flag is refused outside a capture (cudaErrorIllegalState).
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  TESSERA_CUDA_RETURN_IF_ERROR(cudaStreamIsCapturing(stream.get(), &capture));
+  if (capture != cudaStreamCaptureStatusActive) return Record(stream);
+  return FromCuda(cudaEventRecordWithFlags(event_, stream.get(), cudaEventRecordExternal),
+                  "cudaEventRecordWithFlags(external)");
+}
 KernelStatus Event::MakeWait(const Stream& stream) const {
   return FromCuda(cudaStreamWaitEvent(stream.get(), event_, 0), "cudaStreamWaitEvent");
 }
@@ -161,19 +169,60 @@ CublasHandle::~CublasHandle() {
   if (handle_ != nullptr) cublasDestroy(handle_);
 }
 CublasHandle::CublasHandle(CublasHandle&& other) noexcept
-    : handle_(std::exchange(other.handle_, nullptr)) {}
+    : handle_(std::exchange(other.handle_, nullptr)), workspace_(std::move(other.workspace_)) {}
 CublasHandle& CublasHandle::operator=(CublasHandle&& other) noexcept {
   if (this != &other) {
     if (handle_ != nullptr) cublasDestroy(handle_);
     handle_ = std::exchange(other.handle_, nullptr);
+    workspace_ = std::move(other.workspace_);
   }
   return *this;
 }
 KernelStatus CublasHandle::Create(CublasHandle* out) {
+  // 32 MiB: what cuBLAS asks for on Hopper; less on older GPUs is enough too.
+  constexpr size_t kWorkspaceBytes = size_t{32} << 20;
   CublasHandle h;
   TESSERA_CUBLAS_RETURN_IF_ERROR(cublasCreate(&h.handle_));
+  TESSERA_KERNEL_RETURN_IF_ERROR(DeviceBuffer::Allocate(kWorkspaceBytes, &h.workspace_));
+  TESSERA_CUBLAS_RETURN_IF_ERROR(
+      cublasSetWorkspace(h.handle_, h.workspace_.data(), h.workspace_.bytes()));
   *out = std::move(h);
   return KernelStatus::Ok();
+}
+
+// ---- Graph ----
+Graph::~Graph() {
+  if (exec_ != nullptr) cudaGraphExecDestroy(exec_);
+}
+Graph::Graph(Graph&& other) noexcept : exec_(std::exchange(other.exec_, nullptr)) {}
+Graph& Graph::operator=(Graph&& other) noexcept {
+  if (this != &other) {
+    if (exec_ != nullptr) cudaGraphExecDestroy(exec_);
+    exec_ = std::exchange(other.exec_, nullptr);
+  }
+  return *this;
+}
+KernelStatus Graph::BeginCapture(const Stream& stream) {
+  return FromCuda(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal),
+                  "cudaStreamBeginCapture");
+}
+KernelStatus Graph::EndCapture(const Stream& stream, bool keep, Graph* out) {
+  cudaGraph_t graph = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(stream.get(), &graph);
+  if (ended != cudaSuccess || !keep) {
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    return FromCuda(ended, "cudaStreamEndCapture");
+  }
+  Graph g;
+  const cudaError_t made = cudaGraphInstantiate(&g.exec_, graph, 0);
+  cudaGraphDestroy(graph);  // the instantiated graph does not need it
+  TESSERA_CUDA_RETURN_IF_ERROR(made);
+  *out = std::move(g);
+  return KernelStatus::Ok();
+}
+KernelStatus Graph::Launch(const Stream& stream) const {
+  if (exec_ == nullptr) return InvalidArgument("Graph::Launch: no graph");
+  return FromCuda(cudaGraphLaunch(exec_, stream.get()), "cudaGraphLaunch");
 }
 
 KernelStatus CopyAsync(void* dst, const void* src, size_t bytes, const Stream& stream) {

@@ -21,6 +21,7 @@
 struct CUstream_st;   // cudaStream_t is CUstream_st*
 struct CUevent_st;    // cudaEvent_t is CUevent_st*
 struct cublasContext; // cublasHandle_t is cublasContext*
+struct CUgraphExec_st; // cudaGraphExec_t is CUgraphExec_st*
 
 namespace tessera::kernels::cuda {
 
@@ -116,6 +117,10 @@ class Event {
   CUevent_st* get() const { return event_; }
   // Captures the work issued to `stream` so far.
   KernelStatus Record(const Stream& stream);
+  // The same, for an event the host waits on: recorded also when issued into
+  // a graph being captured, at that point of every replay
+  // (cudaEventRecordExternal). Record() inside a capture only orders streams.
+  KernelStatus RecordForHost(const Stream& stream);
   // Makes `stream` wait (on the device) for the captured work.
   KernelStatus MakeWait(const Stream& stream) const;
   // Blocks the calling thread until the captured work is done.
@@ -137,11 +142,41 @@ class CublasHandle {
   CublasHandle(const CublasHandle&) = delete;
   CublasHandle& operator=(const CublasHandle&) = delete;
 
+  // Creates a handle with a workspace of its own (cublasSetWorkspace), so that
+  // a GEMM allocates nothing, also while a graph is being captured.
   static KernelStatus Create(CublasHandle* out);
   cublasContext* get() const { return handle_; }
 
  private:
   cublasContext* handle_ = nullptr;
+  DeviceBuffer workspace_;
+};
+
+// A captured, instantiated CUDA graph: a fixed sequence of kernels, copies and
+// event records issued once and replayed many times, one launch per replay.
+//   BeginCapture(s); ...issue work to s (and streams that wait on s)...;
+//   EndCapture(s, &graph); graph.Launch(s) as often as needed.
+// Work issued while capturing does not run. Streams forked from `s` (made to
+// wait on an event recorded on `s`) must be joined back into `s` before
+// EndCapture. Only the capturing thread's calls are checked (thread-local mode).
+class Graph {
+ public:
+  Graph() = default;
+  ~Graph();
+  Graph(Graph&& other) noexcept;
+  Graph& operator=(Graph&& other) noexcept;
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+
+  static KernelStatus BeginCapture(const Stream& stream);
+  // Ends the capture begun on `stream`. With keep, instantiates it into *out;
+  // without (the work issued failed), only ends the capture and discards it.
+  static KernelStatus EndCapture(const Stream& stream, bool keep, Graph* out);
+  KernelStatus Launch(const Stream& stream) const;
+  bool empty() const { return exec_ == nullptr; }
+
+ private:
+  CUgraphExec_st* exec_ = nullptr;
 };
 
 // cudaMemcpyAsync with the direction inferred from the pointers (unified

@@ -8,7 +8,8 @@
 #   2. tessera bench kernels at full size: kernels against the copy and GEMM
 #      ceilings, and cuBLAS alone on one step's GEMMs of the main job;
 #   3. the main job with GPU workers (tessera local --device=cuda), seeds
-#      $SEEDS (default 42 43 44), with the workers' time split logged;
+#      $SEEDS (default 42 43 44), with the workers' time split logged, and
+#      with CUDA graphs off (TESSERA_CUDA_GRAPHS=0) for $NOGRAPH_SEEDS;
 #   4. compute-sanitizer memcheck on both test binaries.
 # Logs go to $OUT/gpu_logs.tgz (or /tmp/gpu_checks where OUT is unset); a
 # summary is printed last.
@@ -46,6 +47,15 @@ for seed in ${SEEDS:-42 43 44}; do
     --seed="$seed" --log_level=info --data="$dev/data" --out="$logs/local_cuda_$seed" \
     --bin_dir="$dev/bin"
   grep -h -E 'compute [0-9.]+s' "$logs/local_cuda_$seed"/logs/worker-*.log >>"$logs/worker_times.log"
+done
+# The same job with each step's calls issued one by one (no CUDA graphs), for
+# the seeds in $NOGRAPH_SEEDS (default none): the side-by-side comparison.
+for seed in ${NOGRAPH_SEEDS:-}; do
+  step "local_cuda_${seed}_nographs" 120 env TESSERA_CUDA_GRAPHS=0 "$dev/bin/tessera" local \
+    tools/jobs/fashion_mlp.yaml --device=cuda --seed="$seed" --log_level=info \
+    --data="$dev/data" --out="$logs/local_cuda_${seed}_nographs" --bin_dir="$dev/bin"
+  grep -h -E 'compute [0-9.]+s' "$logs/local_cuda_${seed}_nographs"/logs/worker-*.log \
+    >>"$logs/worker_times.log"
 done
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
   /usr/local/cuda/compute-sanitizer/compute-sanitizer /opt/nvidia/*/compute-sanitizer 2>/dev/null | head -1)
