@@ -10,7 +10,11 @@
 #   3. the main job with GPU workers (tessera local --device=cuda), seeds
 #      $SEEDS (default 42 43 44), with the workers' time split logged, and
 #      with CUDA graphs off (TESSERA_CUDA_GRAPHS=0) for $NOGRAPH_SEEDS;
-#   4. compute-sanitizer memcheck on both test binaries.
+#   4. compute-sanitizer memcheck on both test binaries;
+#   5. optional diagnostics of the worker's compute against cuBLAS alone:
+#      ONEWORKER_SEEDS, the main job with one GPU worker (nothing time-shares
+#      the GPU); NSYS=1, 1000 steps of the main job under Nsight Systems (the
+#      CUDA API and kernel summaries, when nsys is installed).
 # Logs go to $OUT/gpu_logs.tgz (or /tmp/gpu_checks where OUT is unset); a
 # summary is printed last.
 set -u
@@ -57,6 +61,21 @@ for seed in ${NOGRAPH_SEEDS:-}; do
   grep -h -E 'compute [0-9.]+s' "$logs/local_cuda_${seed}_nographs"/logs/worker-*.log \
     >>"$logs/worker_times.log"
 done
+for seed in ${ONEWORKER_SEEDS:-}; do
+  step "local_cuda_${seed}_oneworker" 150 "$dev/bin/tessera" local tools/jobs/fashion_mlp.yaml \
+    --device=cuda --workers=1 --seed="$seed" --log_level=info --data="$dev/data" \
+    --out="$logs/local_cuda_${seed}_oneworker" --bin_dir="$dev/bin"
+  grep -h -E 'compute [0-9.]+s' "$logs/local_cuda_${seed}_oneworker"/logs/worker-*.log \
+    >>"$logs/worker_times.log"
+done
+if [[ -n ${NSYS:-} ]]; then
+  nsys=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys \
+    2>/dev/null | head -1)
+  step nsys_main 180 "${nsys:-nsys}" profile --trace=cuda,osrt --sample=none --stats=true \
+    --force-overwrite=true -o "$logs/nsys_main" "$dev/bin/tessera" local \
+    tools/jobs/fashion_mlp.yaml --device=cuda --max_steps=1000 --data="$dev/data" \
+    --out="$logs/local_cuda_nsys" --bin_dir="$dev/bin"
+fi
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
   /usr/local/cuda/compute-sanitizer/compute-sanitizer /opt/nvidia/*/compute-sanitizer 2>/dev/null | head -1)
 step memcheck_kernels 150 "${sanitizer:-compute-sanitizer}" --tool memcheck --error-exitcode 1 \
