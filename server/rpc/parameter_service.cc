@@ -4,7 +4,6 @@
 #include <chrono>
 #include <limits>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -672,22 +671,10 @@ grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ParameterServiceImp
   return new PullStreamReactor(this, store_, options_.max_pull_wait, ctx);
 }
 
-ParameterServiceImpl::~ParameterServiceImpl() {
-  absl::MutexLock lock(&waiters_mu_);
-  waiters_mu_.Await(absl::Condition(
-      +[](int* n) { return *n == 0; }, &waiters_));
-}
+ParameterServiceImpl::~ParameterServiceImpl() = default;
 
 void ParameterServiceImpl::RunWaiter(absl::AnyInvocable<void() &&> wait) {
-  {
-    absl::MutexLock lock(&waiters_mu_);
-    ++waiters_;
-  }
-  std::thread([this, wait = std::move(wait)]() mutable {
-    std::move(wait)();
-    absl::MutexLock lock(&waiters_mu_);
-    --waiters_;
-  }).detach();
+  waiters_.Run(std::move(wait));
 }
 
 grpc::Status ParameterServiceImpl::Stats(grpc::ServerContext*, const ServerStatsRequest* req,

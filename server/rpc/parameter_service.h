@@ -11,6 +11,7 @@
 #include "common/rpc/grpc_status.h"
 #include "grpcpp/grpcpp.h"
 #include "proto/parameter_service.grpc.pb.h"
+#include "server/blocking_pool.h"
 #include "server/shard_store.h"
 
 namespace tessera::server {
@@ -82,7 +83,7 @@ class ParameterServiceImpl final
                      ServerStatsResponse* resp) override;
 
   // Runs `wait` (a pull that must wait for other workers) on a thread of its
-  // own, counted so the service outlives it. Used by Pull and PullStream.
+  // own: an idle one of waiters_, else a new one. Used by Pull and PullStream.
   void RunWaiter(absl::AnyInvocable<void() &&> wait);
 
   // Cancels every open PushStream and PullStream (a worker's stream lives
@@ -98,11 +99,11 @@ class ParameterServiceImpl final
  private:
   ShardStore* const store_;
   const Options options_;
-  absl::Mutex waiters_mu_;
-  int waiters_ ABSL_GUARDED_BY(waiters_mu_) = 0;
   absl::Mutex streams_mu_;
   std::set<grpc::CallbackServerContext*> streams_ ABSL_GUARDED_BY(streams_mu_);
   bool streams_cancelled_ ABSL_GUARDED_BY(streams_mu_) = false;
+  // Last, so destroyed first: the service outlives every waiting pull.
+  BlockingPool waiters_;
 };
 
 }  // namespace tessera::server
