@@ -102,17 +102,11 @@ class ComputeBackend {
   // failed) discards the recording. The CPU captures nothing.
   virtual bool can_capture() const { return false; }
   virtual absl::Status BeginCapture() { return absl::UnimplementedError("no capture"); }
-  virtual absl::Status EndCapture(int key, bool ok) {
-    (void)key;
-    (void)ok;
+  virtual absl::Status EndCapture(int /*key*/, bool /*ok*/) {
     return absl::UnimplementedError("no capture");
   }
-  virtual bool HasCapture(int key) const {
-    (void)key;
-    return false;
-  }
-  virtual absl::Status ReplayCapture(int key) {
-    (void)key;
+  virtual bool HasCapture(int /*key*/) const { return false; }
+  virtual absl::Status ReplayCapture(int /*key*/) {
     return absl::UnimplementedError("no capture");
   }
 

@@ -149,7 +149,7 @@ absl::Status Model::StageBatch(const float* x, const int32_t* y, int batch, cons
                                const int32_t** dy) {
   if (backend_->host_memory()) {
     *dx = x;
-    if (dy != nullptr) *dy = y;
+    if (y != nullptr) *dy = y;
     return absl::OkStatus();
   }
   // Through pinned memory, so the copy is a true asynchronous DMA.
@@ -193,13 +193,13 @@ absl::StatusOr<Model::StepResult> Model::ForwardBackward(const float* x, const i
   // Tensors whose gradient copy was issued (backends that copy asynchronously),
   // in the order they were.
   std::vector<int> issued;
-  const bool seen_before = !seen_batches_.insert(batch).second;
   if (backend_->HasCapture(batch)) {
     // A captured step: new inputs into the same host buffers, one launch.
     CopyBatchToStaging(x, y, batch);
     TESSERA_RETURN_IF_ERROR(backend_->ReplayCapture(batch));
     issued = captured_order_;
-  } else if (backend_->can_capture() && capture_error_.ok() && seen_before) {
+  } else if (backend_->can_capture() && capture_error_.ok() &&
+             !seen_batches_.insert(batch).second) {
     // The second step of this batch size (the first one sized every buffer):
     // record it, then run it, and every later one, from the recording.
     TESSERA_RETURN_IF_ERROR(backend_->BeginCapture());

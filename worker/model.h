@@ -100,7 +100,7 @@ class Model {
   // Copies the host parameters to the backend (no-op on host memory).
   absl::Status UploadParameters();
   // Puts `batch` rows of x (and labels y, when not null) where the backend
-  // reads them; returns the backend pointers.
+  // reads them; returns the backend pointers in *dx (and *dy, with y).
   absl::Status StageBatch(const float* x, const int32_t* y, int batch, const float** dx,
                           const int32_t** dy);
   // Copies `batch` rows of x (and y, when not null) into the pinned staging.

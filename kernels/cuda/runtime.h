@@ -173,7 +173,6 @@ class Graph {
   // without (the work issued failed), only ends the capture and discards it.
   static KernelStatus EndCapture(const Stream& stream, bool keep, Graph* out);
   KernelStatus Launch(const Stream& stream) const;
-  bool empty() const { return exec_ == nullptr; }
 
  private:
   CUgraphExec_st* exec_ = nullptr;

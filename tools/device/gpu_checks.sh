@@ -46,27 +46,27 @@ cat "$logs/machine.log" >&2
 step cuda_kernels_test 90 "$dev/bin/cuda_kernels_test"
 step worker_cuda_test 60 "$dev/bin/worker_cuda_test"
 step bench_kernels 120 "$dev/bin/tessera-bench-kernels"
+# train NAME LIMIT_S ENV [FLAG...]: the main job with GPU workers, under the
+# environment assignments in ENV (words, may be empty) and with extra
+# `tessera local` flags; the workers' time split goes to worker_times.log.
+train() {
+  local name=$1 limit=$2 job_env=$3; shift 3
+  # shellcheck disable=SC2086  # ENV is meant to split into assignments
+  step "$name" "$limit" env $job_env "$dev/bin/tessera" local tools/jobs/fashion_mlp.yaml \
+    --device=cuda --log_level=info --data="$dev/data" --out="$logs/$name" \
+    --bin_dir="$dev/bin" "$@"
+  grep -h -E 'compute [0-9.]+s' "$logs/$name"/logs/worker-*.log >>"$logs/worker_times.log"
+}
 for seed in ${SEEDS:-42 43 44}; do
-  step "local_cuda_$seed" 120 "$dev/bin/tessera" local tools/jobs/fashion_mlp.yaml --device=cuda \
-    --seed="$seed" --log_level=info --data="$dev/data" --out="$logs/local_cuda_$seed" \
-    --bin_dir="$dev/bin"
-  grep -h -E 'compute [0-9.]+s' "$logs/local_cuda_$seed"/logs/worker-*.log >>"$logs/worker_times.log"
+  train "local_cuda_$seed" 120 "" --seed="$seed"
 done
 # The same job with each step's calls issued one by one (no CUDA graphs), for
 # the seeds in $NOGRAPH_SEEDS (default none): the side-by-side comparison.
 for seed in ${NOGRAPH_SEEDS:-}; do
-  step "local_cuda_${seed}_nographs" 120 env TESSERA_CUDA_GRAPHS=0 "$dev/bin/tessera" local \
-    tools/jobs/fashion_mlp.yaml --device=cuda --seed="$seed" --log_level=info \
-    --data="$dev/data" --out="$logs/local_cuda_${seed}_nographs" --bin_dir="$dev/bin"
-  grep -h -E 'compute [0-9.]+s' "$logs/local_cuda_${seed}_nographs"/logs/worker-*.log \
-    >>"$logs/worker_times.log"
+  train "local_cuda_${seed}_nographs" 120 TESSERA_CUDA_GRAPHS=0 --seed="$seed"
 done
 for seed in ${ONEWORKER_SEEDS:-}; do
-  step "local_cuda_${seed}_oneworker" 150 "$dev/bin/tessera" local tools/jobs/fashion_mlp.yaml \
-    --device=cuda --workers=1 --seed="$seed" --log_level=info --data="$dev/data" \
-    --out="$logs/local_cuda_${seed}_oneworker" --bin_dir="$dev/bin"
-  grep -h -E 'compute [0-9.]+s' "$logs/local_cuda_${seed}_oneworker"/logs/worker-*.log \
-    >>"$logs/worker_times.log"
+  train "local_cuda_${seed}_oneworker" 150 "" --workers=1 --seed="$seed"
 done
 if [[ -n ${NSYS:-} ]]; then
   nsys=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys \
