@@ -78,19 +78,21 @@ class PushIntake {
   // A push that was neither ended nor failed is discarded.
   ~PushIntake() { Fail(absl::CancelledError("push stream ended early; nothing applied")); }
 
-  // Stages `chunk`. A chunk marking the end of the push (end_of_push, on a
-  // PushStream) is not staged: *end says so. An error fails the push.
+  // Stages `chunk`; *end says whether it ends the push (end_of_push, on a
+  // PushStream): a chunk that names a tensor is staged first, a bare marker
+  // carries nothing. An error fails the push.
   absl::Status Add(grpc::ByteBuffer* chunk, bool* end) {
     *end = false;
     PushChunk header;
     absl::Status s = DecodeChunk(chunk, &header, PushChunk::kValuesFieldNumber,
                                  [&](ChunkPayload& payload) -> absl::Status {
-                                   if (header.end_of_push()) {
-                                     *end = true;
+                                   *end = header.end_of_push();
+                                   if (*end && header.tensor().empty()) {
                                      return payload.size() == 0
                                                 ? absl::OkStatus()
                                                 : absl::InvalidArgumentError(
-                                                      "push: an end_of_push chunk with values");
+                                                      "push: an end_of_push chunk with values "
+                                                      "but no tensor");
                                    }
                                    return Stage(header, payload);
                                  });

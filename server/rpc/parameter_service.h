@@ -38,7 +38,8 @@ inline constexpr size_t kMinHeldChunkBytes = size_t{64} << 10;
 //   Push, PushStream: the first chunk of a push fixes job/worker/clock (a
 //         later chunk that differs is INVALID_ARGUMENT); each chunk is staged;
 //         the push is committed when the client half-closes (Push) or sends
-//         end_of_push (PushStream, which then answers and takes the next
+//         a chunk marked end_of_push (PushStream: the part's last chunk, or
+//         a bare marker; the stream then answers and takes the next
 //         push; a refused push ends it with the status); for a push striped
 //         over `parts` streams, when the last of them does. A push is
 //         discarded if a stream breaks or half-closes mid-push.

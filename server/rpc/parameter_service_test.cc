@@ -296,8 +296,9 @@ TEST_F(ParameterServiceTest, APushInTwoStreamsAppliesOnceBothEndWhole) {
   EXPECT_TRUE(values == want);
 }
 
-// Several pushes on one long-lived PushStream, each ended by a marker and
-// answered; a refused push ends the stream with its status.
+// Several pushes on one long-lived PushStream, each ended by a bare marker or
+// by its last chunk, and answered; a refused push ends the stream with its
+// status.
 TEST_F(ParameterServiceTest, PushStreamCarriesPushAfterPush) {
   std::vector<float> g(kSize);
   for (uint64_t i = 0; i < kSize; ++i) g[i] = 0.001f * static_cast<float>(i % 777);
@@ -307,14 +308,19 @@ TEST_F(ParameterServiceTest, PushStreamCarriesPushAfterPush) {
   auto stream = stub_->PushStream(&ctx);
   PushChunk marker;
   marker.set_end_of_push(true);
-  // Workers 0 and 1 in turn on one stream (SYNC: both push each clock).
+  // Workers 0 and 1 in turn on one stream (SYNC: both push each clock);
+  // worker 0 ends its pushes with a marker, worker 1 with its last chunk.
   for (int64_t clock = 0; clock < 2; ++clock) {
     for (int w = 0; w < 2; ++w) {
       for (size_t i = 0; i < kSize; i += per) {
-        ASSERT_TRUE(stream->Write(
-            Chunk("j", w, clock, "dense0/w", i, g.data() + i, std::min(per, kSize - i))));
+        PushChunk chunk =
+            Chunk("j", w, clock, "dense0/w", i, g.data() + i, std::min(per, kSize - i));
+        chunk.set_end_of_push(w == 1 && i + per >= kSize);
+        ASSERT_TRUE(stream->Write(chunk));
       }
-      ASSERT_TRUE(stream->Write(marker));
+      if (w == 0) {
+        ASSERT_TRUE(stream->Write(marker));
+      }
       PushResponse resp;
       ASSERT_TRUE(stream->Read(&resp)) << "clock " << clock << " worker " << w;
       EXPECT_EQ(resp.elements(), kSize);
@@ -338,6 +344,30 @@ TEST_F(ParameterServiceTest, PushStreamCarriesPushAfterPush) {
     for (uint64_t i = 0; i < kSize; ++i) want[i] -= 0.5f * ((g[i] + g[i]) / 2.0f);
   }
   EXPECT_TRUE(values == want);
+}
+
+// An end marker must name the tensor its values belong to: one with values and
+// no tensor is refused, and the push it ended applies nothing.
+TEST_F(ParameterServiceTest, AnEndOfPushWithValuesButNoTensorIsRefused) {
+  const std::vector<float> g(20, 0.25f);
+  grpc::ClientContext ctx;
+  SetTimeout(&ctx, absl::Seconds(30));
+  auto stream = stub_->PushStream(&ctx);
+  ASSERT_TRUE(stream->Write(Chunk("j", 0, 0, "dense0/w", 0, g.data(), 10)));
+  PushChunk end = Chunk("j", 0, 0, "", 10, g.data(), 10);
+  end.set_end_of_push(true);
+  ASSERT_TRUE(stream->Write(end));
+  PushResponse resp;
+  EXPECT_FALSE(stream->Read(&resp));
+  const grpc::Status st = stream->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(st.error_message(), HasSubstr("no tensor"));
+  std::vector<float> values;
+  int64_t version = -1;
+  int chunks = 0;
+  ASSERT_TRUE(PullAll(0, 0, &values, &version, &chunks).ok());
+  EXPECT_EQ(version, 0);
+  EXPECT_TRUE(values == Initial());
 }
 
 // Several pulls on one PullStream: each is answered by its chunks, only the

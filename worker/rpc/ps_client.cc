@@ -97,8 +97,8 @@ class PayloadPins {
 // One long-lived PushStream to one server (one stripe's channel), used by
 // push after push. Chunks queue up as the caller encodes them and are written
 // one at a time (gRPC allows one write in flight per stream); EndPush()
-// queues the end_of_push marker, and the server answers each push with one
-// PushResponse. A push the server refuses ends the stream with its status;
+// queues the push's last chunk (its end_of_push set) or a bare end marker,
+// and the server answers each push with one PushResponse. A push the server refuses ends the stream with its status;
 // so does a broken connection. A hold keeps the call open between pushes:
 // Close() cancels the stream (discarding a push still open on it) and
 // returns its status once gRPC is done with it. Thread-safe.
@@ -120,17 +120,23 @@ class PushStreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, gr
     Pump();
   }
 
-  // Queues the end of the current push; returns how many answers the stream
-  // must have had once this push is answered.
+  // Queues `last`, the chunk that ends the current push (end_of_push set);
+  // returns how many answers the stream must have had once this push is
+  // answered.
+  int64_t EndPush(grpc::ByteBuffer last) {
+    Write(std::move(last));
+    absl::MutexLock lock(&mu_);
+    return ++pushes_;
+  }
+  // The same with a bare end marker, for a push whose last chunk went out
+  // without it.
   int64_t EndPush() {
     static const grpc::ByteBuffer& marker = *[] {
       PushChunk end;
       end.set_end_of_push(true);
       return new grpc::ByteBuffer(MessageBuffer(end));
     }();
-    Write(marker);
-    absl::MutexLock lock(&mu_);
-    return ++pushes_;
+    return EndPush(marker);
   }
 
   enum class Outcome { kAnswered, kEnded, kTimedOut };
@@ -536,6 +542,9 @@ absl::Status GrpcParameterClient::BeginPush(int64_t clock) {
   push_clock_ = clock;
   push_id_ = push_nonce_ + ++push_count_;
   pushed_.assign(tensor_names_.size(), false);
+  pieces_left_.resize(stripes_.size());
+  for (size_t i = 0; i < stripes_.size(); ++i) pieces_left_[i] = stripes_[i].pieces.size();
+  push_answers_.assign(stripes_.size(), -1);
   push_streams_.resize(stripes_.size());
   for (size_t i = 0; i < stripes_.size(); ++i) {
     auto& stream = push_streams_[i];
@@ -598,9 +607,21 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
     const int parts = servers_[stripes_[stripe].server].parts;
     header.set_parts(parts > 1 ? parts : 0);
     header.set_push_id(parts > 1 ? push_id_ : 0);
+    // The stripe's last chunk of this push ends it: no marker of its own.
+    const bool ends_stripe = --pieces_left_[stripe] == 0;
+    internal::PushStreamCall& stream = *push_streams_[stripe];
     for (uint64_t off = piece.begin; off < piece.end; off += kFloatsPerChunk) {
       const uint64_t n = std::min<uint64_t>(kFloatsPerChunk, piece.end - off);
+      const bool last = ends_stripe && off + n == piece.end;
+      auto send = [&](grpc::ByteBuffer chunk) {
+        if (last) {
+          push_answers_[stripe] = stream.EndPush(std::move(chunk));
+        } else {
+          stream.Write(std::move(chunk));
+        }
+      };
       header.set_offset(off);
+      header.set_end_of_push(last);
       const float* values = grad.data() + off;
       if (feedback) {
         accumulated_.resize(n);
@@ -627,20 +648,16 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
         kernels::EncodePayload(kcodec, values, n, k, scale, payload_.data(), sent_.data());
         header.set_elements(n);
         for (uint64_t i = 0; i < n; ++i) residual[off + i] = accumulated_[i] - sent_[i];
-        push_streams_[stripe]->Write(EncodeChunk(header, PushChunk::kValuesFieldNumber, bytes,
-                                               [&](char* dst) {
-                                                 std::memcpy(dst, payload_.data(), bytes);
-                                               }));
+        send(EncodeChunk(header, PushChunk::kValuesFieldNumber, bytes,
+                         [&](char* dst) { std::memcpy(dst, payload_.data(), bytes); }));
       } else if (codec == COMPRESSION_NONE) {
         // The gradient itself is the payload: gRPC writes it to the socket
         // from here, and FinishPush waits until gRPC lets go of it.
-        push_streams_[stripe]->Write(EncodeChunkAround(header, PushChunk::kValuesFieldNumber,
-                                                     pins_->Pin(values, bytes)));
+        send(EncodeChunkAround(header, PushChunk::kValuesFieldNumber, pins_->Pin(values, bytes)));
       } else {
-        push_streams_[stripe]->Write(
-            EncodeChunk(header, PushChunk::kValuesFieldNumber, bytes, [&](char* dst) {
-              kernels::EncodePayload(kcodec, values, n, 0, scale, dst, nullptr);
-            }));
+        send(EncodeChunk(header, PushChunk::kValuesFieldNumber, bytes, [&](char* dst) {
+          kernels::EncodePayload(kcodec, values, n, 0, scale, dst, nullptr);
+        }));
       }
       push_wire_bytes_ += bytes;
       push_raw_bytes_ += n * sizeof(float);
@@ -660,7 +677,9 @@ absl::Status GrpcParameterClient::FinishPush() {
                      tensor_names_[missing - pushed_.begin()], "' was not pushed; nothing applied"));
   }
   std::vector<int64_t> answers(push_streams_.size());
-  for (size_t i = 0; i < push_streams_.size(); ++i) answers[i] = push_streams_[i]->EndPush();
+  for (size_t i = 0; i < push_streams_.size(); ++i) {
+    answers[i] = push_answers_[i] >= 0 ? push_answers_[i] : push_streams_[i]->EndPush();
+  }
   // Every stream's answer (or end), as a stream per push gave them: the other
   // servers' parts of a push that fails on one still land or fail on their own.
   const absl::Time deadline = absl::Now() + options_.push_timeout;

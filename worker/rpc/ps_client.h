@@ -48,8 +48,8 @@ struct PullTarget {
 // ParameterClient over gRPC. Each request is split by server, all servers at
 // once, and with fewer servers than options.streams a server's share is
 // split again into stripes, one per channel (TCP connection) to it. Pushes
-// go on one long-lived PushStream per stripe, each push ended by an
-// end_of_push chunk and answered by the server (a failed push closes the
+// go on one long-lived PushStream per stripe, each push's part ended by its
+// last chunk, which carries end_of_push, and answered by the server (a failed push closes the
 // stream; the next push opens a new one), and pulls likewise on one
 // long-lived PullStream per stripe, each pull's last chunk marked
 // end_of_pull (a failed pull closes the streams). Payload goes in chunks of
@@ -163,6 +163,10 @@ class GrpcParameterClient : public ParameterClient {
   std::vector<std::unique_ptr<internal::PushStreamCall>> push_streams_;
   bool push_open_ = false;  // between BeginPush and FinishPush
   std::vector<bool> pushed_;
+  // Per stripe: its pieces not yet pushed, and the answer count its push's
+  // last chunk returned (-1 until that chunk went out).
+  std::vector<size_t> pieces_left_;
+  std::vector<int64_t> push_answers_;
   // One long-lived PullStream per stripe (null until used, or after a
   // failed pull), whether a pull is outstanding on them, and where it writes.
   std::vector<std::unique_ptr<internal::PullStreamCall>> pull_streams_;
