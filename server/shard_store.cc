@@ -4,6 +4,7 @@
 #include <array>
 #include <atomic>
 #include <cstring>
+#include <deque>
 #include <iterator>
 #include <limits>
 #include <set>
@@ -83,6 +84,14 @@ struct StagingBuffer {
   uint64_t covered_count = 0;
 };
 
+// One optimizer step waiting to run: ASYNC/SSP one worker's gradient, SYNC
+// every live worker's for one clock, in rank order.
+struct QueuedStep {
+  int worker = -1;   // ASYNC/SSP: whose push, for the clock table
+  int64_t clock = -1;
+  std::vector<std::unique_ptr<StagingBuffer>> grads;
+};
+
 struct Slice {
   Slice(std::string tensor_name, Range r, size_t idx, uint64_t key, const Optimizer* opt)
       : tensor(std::move(tensor_name)), range(r), index(idx), apply_key(key), optimizer(opt) {}
@@ -103,10 +112,14 @@ struct Slice {
   std::vector<float> weights ABSL_GUARDED_BY(mu);
   std::unique_ptr<OptimizerState> opt_state ABSL_GUARDED_BY(mu);
   int64_t version ABSL_GUARDED_BY(mu) = 0;  // optimizer steps applied
-  // Optimizer steps handed to the executor, and how many of them have run.
+  // Optimizer steps queued (see QueueStep), and how many of them have run.
   // A pull or Stats waits for the steps queued before it began.
   int64_t steps_queued ABSL_GUARDED_BY(mu) = 0;
   int64_t steps_done ABSL_GUARDED_BY(mu) = 0;
+  // Steps that a push's committer runs once it has answered (DeferredStep),
+  // in order: the first is the committer's, the slice's later steps queue
+  // behind it until it has run them all.
+  std::deque<QueuedStep> held_steps ABSL_GUARDED_BY(mu);
   // SYNC: the clock pushes are taken for: version, plus the completed clocks
   // whose steps are still queued.
   int64_t open_clock ABSL_GUARDED_BY(mu) = 0;
@@ -187,6 +200,7 @@ struct Job {
 namespace {
 
 using internal::Job;
+using internal::QueuedStep;
 using internal::Slice;
 using internal::StagingBuffer;
 
@@ -198,6 +212,10 @@ constexpr int64_t kMaxQueuedSteps = 2;
 // Slices up to this many elements run a step on the committing thread when
 // none is queued (see QueueStep).
 constexpr size_t kInlineStepElements = size_t{64} << 10;
+// Slices up to this many elements (4 MiB) leave a step to a committer that
+// takes one (DeferredStep) when none is queued. Larger steps go to the
+// executor, where they overlap the stream's next reads.
+constexpr size_t kHeldStepElements = size_t{1} << 20;
 
 std::string RankList(const std::vector<int>& ranks) {
   return absl::StrCat("[", absl::StrJoin(ranks, ", "), "]");
@@ -279,14 +297,6 @@ void ApplyStep(Slice* s, const std::vector<std::unique_ptr<StagingBuffer>>& grad
   ++s->version;
 }
 
-// One optimizer step waiting for its slice's executor thread: ASYNC/SSP one
-// worker's gradient, SYNC every live worker's for one clock, in rank order.
-struct QueuedStep {
-  int worker = -1;   // ASYNC/SSP: whose push, for the clock table
-  int64_t clock = -1;
-  std::vector<std::unique_ptr<StagingBuffer>> grads;
-};
-
 // Runs `step` on the slice's executor thread: SYNC sums the gradients in rank
 // order (deterministic) and divides by their number; then one optimizer
 // step. A slice closed meanwhile applies nothing.
@@ -303,20 +313,29 @@ void RunStep(const Job& job, Slice* s, QueuedStep& step) ABSL_EXCLUSIVE_LOCKS_RE
   s->changed.SignalAll();
 }
 
-// Hands `step` to the slice's executor thread; steps of one slice run in the
-// order queued. A small slice with nothing queued runs it at once instead:
-// its arithmetic costs less than waking a thread.
-void QueueStep(const std::shared_ptr<Job>& job, Slice* s, QueuedStep step)
+// Queues `step`; the steps of one slice run in the order queued. With
+// steps held by a committer (see DeferredStep), it goes behind them. Else,
+// with nothing queued: a committer that `may_hold` a step takes it (true:
+// the caller must hand the slice to its DeferredStep), unless the slice is
+// large; a small slice runs it at once, as its arithmetic costs less than
+// waking a thread. Else it goes to the slice's executor thread.
+bool QueueStep(const std::shared_ptr<Job>& job, Slice* s, QueuedStep step, bool may_hold)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
   ++s->steps_queued;
-  if (s->range.size() <= kInlineStepElements && s->steps_done + 1 == s->steps_queued) {
+  const bool idle = s->steps_done + 1 == s->steps_queued;
+  if (!s->held_steps.empty() || (may_hold && idle && s->range.size() <= kHeldStepElements)) {
+    s->held_steps.push_back(std::move(step));
+    return s->held_steps.size() == 1;
+  }
+  if (idle && s->range.size() <= kInlineStepElements) {
     RunStep(*job, s, step);
-    return;
+    return false;
   }
   job->executor->Submit(s->apply_key, [job, s, step = std::move(step)]() mutable {
     absl::MutexLock lock(&s->mu);
     RunStep(*job, s, step);
   });
+  return false;
 }
 
 // Waits until the steps queued on `s` before now have run (a bounded wait:
@@ -327,18 +346,18 @@ void AwaitQueuedSteps(Slice* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
 }
 
 // SYNC: once every live worker has pushed the open clock, queues its step and
-// opens the next clock.
-void MaybeAggregate(const std::shared_ptr<Job>& job, Slice* s)
+// opens the next clock. Returns QueueStep's answer (false if nothing queued).
+bool MaybeAggregate(const std::shared_ptr<Job>& job, Slice* s, bool may_hold)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
-  if (s->live.empty() || s->pending.empty()) return;
+  if (s->live.empty() || s->pending.empty()) return false;
   for (int w : s->live) {
-    if (s->pending.count(w) == 0) return;
+    if (s->pending.count(w) == 0) return false;
   }
   QueuedStep step;
   for (auto& [rank, buffer] : s->pending) step.grads.push_back(std::move(buffer));
   s->pending.clear();
   ++s->open_clock;
-  QueueStep(job, s, std::move(step));
+  return QueueStep(job, s, std::move(step), may_hold);
 }
 
 // The clock through which every live worker's pushes are in `s`'s weights
@@ -575,9 +594,9 @@ absl::Status PushSession::StageChunk(
   return absl::OkStatus();
 }
 
-absl::Status PushSession::Commit() { return EndPart(); }
+absl::Status PushSession::Commit(DeferredStep* deferred) { return EndPart(deferred); }
 
-absl::Status PushSession::EndPart() {
+absl::Status PushSession::EndPart(DeferredStep* deferred) {
   absl::Status status;
   bool last;
   {
@@ -591,7 +610,7 @@ absl::Status PushSession::EndPart() {
       status = error_;
     } else if (last) {
       finished_ = true;
-      status = CommitImpl();
+      status = CommitImpl(deferred);
       ReleaseBuffers();  // whatever was not handed to the slices
     }
   }
@@ -627,7 +646,7 @@ void PushSession::PartEnded() {
 
 // The analysis cannot follow a variable number of locks taken in a loop; the
 // slices' fields are touched only between the Lock and Unlock loops.
-absl::Status PushSession::CommitImpl() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+absl::Status PushSession::CommitImpl(DeferredStep* deferred) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   if (staged_.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("push of worker ", worker_, " clock ", clock_,
                                                    " to job '", job_->id,
@@ -669,16 +688,21 @@ absl::Status PushSession::CommitImpl() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     const bool sync = job_->spec.mode() == SYNC;
     for (Slice* s : locked) {
       std::unique_ptr<StagingBuffer>& buffer = staged_[s->index];
+      // The committer runs (at most) one slice's step itself; the executor
+      // threads take the others meanwhile.
+      const bool may_hold = deferred != nullptr && deferred->empty();
+      bool held;
       if (sync) {
         s->pending[worker_] = std::move(buffer);
-        MaybeAggregate(job_, s);
+        held = MaybeAggregate(job_, s, may_hold);
       } else {
         QueuedStep step;
         step.worker = worker_;
         step.clock = clock_;
         step.grads.push_back(std::move(buffer));
-        QueueStep(job_, s, std::move(step));
+        held = QueueStep(job_, s, std::move(step), may_hold);
       }
+      if (held) deferred->Hold(job_, s);
     }
     job_->pushes.fetch_add(1, std::memory_order_relaxed);
     job_->push_bytes.fetch_add(elements_ * sizeof(float), std::memory_order_relaxed);
@@ -876,7 +900,7 @@ absl::Status ShardStore::SetLiveWorkers(const std::string& job_id,
         it = s->pending.erase(it);
       }
     }
-    if (job->spec.mode() == SYNC) MaybeAggregate(job, s);
+    if (job->spec.mode() == SYNC) MaybeAggregate(job, s, /*may_hold=*/false);
     s->changed.SignalAll();
   }
   return absl::OkStatus();
@@ -1060,6 +1084,26 @@ absl::Status ShardStore::Pull(const std::string& job_id, int worker, int64_t clo
     dst.view_clock = cursor->sources_[i].view_clock;
   }
   return absl::OkStatus();
+}
+
+// --------------------------------------------------------------- DeferredStep
+
+void DeferredStep::Hold(std::shared_ptr<internal::Job> job, internal::Slice* s) {
+  job_ = std::move(job);
+  slice_ = s;
+}
+
+void DeferredStep::Run() {
+  if (slice_ == nullptr) return;
+  Slice* const s = std::exchange(slice_, nullptr);
+  const std::shared_ptr<Job> job = std::move(job_);
+  absl::MutexLock lock(&s->mu);
+  // The steps queued behind ours meanwhile, too (few: see kMaxQueuedSteps).
+  while (!s->held_steps.empty()) {
+    QueuedStep step = std::move(s->held_steps.front());
+    s->held_steps.pop_front();
+    RunStep(*job, s, step);
+  }
 }
 
 // ----------------------------------------------------------------- PullCursor

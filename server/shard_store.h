@@ -122,6 +122,32 @@ struct JobStats {
 // nothing reaches the weights before the push is committed, and the commit
 // takes either every touched slice or none, so a broken stream never
 // half-applies. Destroying a session that was not committed discards it.
+// An optimizer step that the thread committing a push runs itself once it
+// has answered the push (PushSession::EndPart), instead of handing it to the
+// slice's executor thread: no thread is woken for it, and the worker's answer
+// does not wait for the arithmetic. It runs at Run() or at destruction,
+// whichever comes first, together with the slice's steps queued behind it
+// meanwhile. Until then pulls and Stats wait for it as for any queued step:
+// run it promptly, and wait for nothing while holding one. Not thread-safe.
+class DeferredStep {
+ public:
+  DeferredStep() = default;
+  ~DeferredStep() { Run(); }
+  DeferredStep(const DeferredStep&) = delete;
+  DeferredStep& operator=(const DeferredStep&) = delete;
+
+  // Runs the held steps, if any (then empty() again).
+  void Run();
+  bool empty() const { return slice_ == nullptr; }
+
+ private:
+  friend class PushSession;
+  void Hold(std::shared_ptr<internal::Job> job, internal::Slice* s);
+
+  std::shared_ptr<internal::Job> job_;
+  internal::Slice* slice_ = nullptr;
+};
+
 // A push may arrive in several parts, one stream per channel
 // (ShardStore::JoinPush): the streams add chunks to one session, each ends
 // its part (EndPart or FailPart), and the end of the last part commits. A
@@ -172,13 +198,17 @@ class PushSession {
   // waiting for the arithmetic; every pull (and Stats) that starts after it
   // returns sees the step (see ShardStore). Waits first while a touched slice
   // has several steps queued (backpressure).
+  // With `deferred`, the caller offers to run one step itself once it has
+  // answered the push: a slice of up to 1 Mi elements with no step queued
+  // leaves its step to `deferred` instead of an executor thread.
   // Call at most once; later calls return FAILED_PRECONDITION.
-  absl::Status Commit();
+  absl::Status Commit(DeferredStep* deferred = nullptr);
 
   // The stream of one part ended cleanly. The last part to end commits the
-  // push (see Commit) and returns the commit's status; an earlier one
-  // returns OK, or the error that already failed the push. Once per part.
-  absl::Status EndPart();
+  // push (see Commit, and for `deferred`) and returns the commit's status; an
+  // earlier one returns OK, or the error that already failed the push. Once
+  // per part.
+  absl::Status EndPart(DeferredStep* deferred = nullptr);
   // The stream of one part broke or was refused (`why`): the push is
   // discarded, nothing is applied, and later calls on the session return
   // `why`. Counts as that part's end.
@@ -202,7 +232,7 @@ class PushSession {
       absl::string_view tensor, uint64_t offset, size_t nbytes,
       absl::FunctionRef<absl::Status(internal::StagingBuffer*, uint64_t)> place)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status CommitImpl() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CommitImpl(DeferredStep* deferred) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Fails the push with `why` (unless it already failed or committed) and
   // gives its buffers back.
   void Fail(const absl::Status& why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

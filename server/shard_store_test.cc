@@ -633,29 +633,37 @@ TEST_F(ShardStoreTest, DropJobAndShutdownWakeWaiters) {
 // A large slice's steps run on the executor, not in Commit (a small one's
 // run inline when nothing is queued); a pull opened after a Commit returns
 // must still see it, for every mode, with pushes from several threads.
+// Worker 0 commits as the service does, running the step it may hold once
+// "answered"; worker 1 leaves every step to the store. Slices small enough to
+// run steps inline, large enough for the executor, and too large to be held.
 TEST_F(ShardStoreTest, EveryPullSeesThePushesCommittedBeforeIt) {
   for (ConsistencyMode mode : {ASYNC, SSP})
-  for (const uint64_t size : {kSize, uint64_t{100000}}) {
+  for (const uint64_t size : {kSize, uint64_t{100000}, (uint64_t{1} << 20) + 8}) {
     SCOPED_TRACE(absl::StrCat(ConsistencyMode_Name(mode), " ", size));
+    const int pushes = size > 100000 ? 20 : 300;
     ShardStore store;  // its own, with the default executor
     JobSpec spec = Spec(mode, /*staleness=*/1000);
     spec.mutable_optimizer()->set_learning_rate(1.0f);
     TensorSpec zero = Tensor("w", size);
     zero.set_init(TensorSpec::ZEROS);
     ASSERT_TRUE(store.CreateJob("j", spec, {zero}, {SliceOf("w", 0, size)}, {0, 1}).ok());
-    constexpr int kPushes = 300;
     std::vector<std::thread> threads;
     for (int w = 0; w < 2; ++w) {
       threads.emplace_back([&, w] {
         const std::vector<float> ones(size, 1.0f);
-        for (int c = 0; c < kPushes; ++c) {
+        for (int c = 0; c < pushes; ++c) {
           auto session = store.BeginPush("j", w, c);
           ASSERT_TRUE(session.ok());
           ASSERT_TRUE((*session)
                           ->AddChunk("w", 0, reinterpret_cast<const char*>(ones.data()),
                                      size * sizeof(float))
                           .ok());
-          ASSERT_TRUE((*session)->Commit().ok());
+          DeferredStep step;
+          ASSERT_TRUE((*session)->Commit(w == 0 ? &step : nullptr).ok());
+          if (size > (uint64_t{1} << 20)) {
+            ASSERT_TRUE(step.empty());  // too large to hold
+          }
+          step.Run();
           // This worker's c + 1 pushes are in; each took 1 off every weight.
           std::vector<PulledSlice> out;
           ASSERT_TRUE(store
@@ -669,8 +677,72 @@ TEST_F(ShardStoreTest, EveryPullSeesThePushesCommittedBeforeIt) {
       });
     }
     for (auto& t : threads) t.join();
-    EXPECT_EQ(store.Stats("j")->min_version, 2 * kPushes);
+    EXPECT_EQ(store.Stats("j")->min_version, 2 * pushes);
   }
+}
+
+// A step left to the committer: pulls wait for it, later steps of the slice
+// queue behind it, and Run applies them all in commit order.
+TEST_F(ShardStoreTest, ACommitterRunsTheStepItHoldsAndThoseQueuedBehindIt) {
+  Create(ASYNC, {0, 1});
+  const std::vector<float> g0 = Grad(1.0f), g1 = Grad(-3.0f);
+  auto session = store_.BeginPush("j", 0, 0);
+  ASSERT_TRUE(session.ok());
+  ASSERT_TRUE((*session)
+                  ->AddChunk("w", 0, reinterpret_cast<const char*>(g0.data()),
+                             g0.size() * sizeof(float))
+                  .ok());
+  DeferredStep step;
+  ASSERT_TRUE((*session)->Commit(&step).ok());
+  ASSERT_FALSE(step.empty());
+  absl::Notification pulled;
+  absl::StatusOr<PulledSlice> result;
+  std::thread puller([&] {
+    result = PullW(0);
+    pulled.Notify();
+  });
+  ASSERT_TRUE(Push(1, 0, g1).ok());  // no DeferredStep: behind the held one
+  EXPECT_FALSE(pulled.WaitForNotificationWithTimeout(absl::Milliseconds(100)));
+  step.Run();
+  EXPECT_TRUE(step.empty());
+  puller.join();
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->version, 2);
+  std::vector<float> w = Initial(0, kSize);
+  for (uint64_t i = 0; i < kSize; ++i) w[i] -= 0.5f * g0[i];
+  for (uint64_t i = 0; i < kSize; ++i) w[i] -= 0.5f * g1[i];
+  EXPECT_EQ(result->values, w);
+}
+
+// A held step that is never Run explicitly runs when the DeferredStep goes.
+// A push over two slices leaves one step to the committer, the other to the
+// store.
+TEST_F(ShardStoreTest, AHeldStepRunsWhenItsDeferredStepGoes) {
+  Create(ASYNC, {0});
+  const std::vector<float> g = Grad(2.0f), gb = {1.0f, 2.0f};
+  {
+    auto session = store_.BeginPush("j", 0, 0);
+    ASSERT_TRUE(session.ok());
+    ASSERT_TRUE((*session)
+                    ->AddChunk("w", 0, reinterpret_cast<const char*>(g.data()),
+                               g.size() * sizeof(float))
+                    .ok());
+    ASSERT_TRUE(
+        (*session)->AddChunk("b", 2, reinterpret_cast<const char*>(gb.data()), 8).ok());
+    DeferredStep step;
+    ASSERT_TRUE((*session)->Commit(&step).ok());
+    EXPECT_FALSE(step.empty());
+  }
+  std::vector<PulledSlice> out;
+  ASSERT_TRUE(store_
+                  .Pull("j", 0, 0, {SliceOf("w", 0, kSize), SliceOf("b", 2, 4)},
+                        absl::Now() + absl::Seconds(30), &out)
+                  .ok());
+  EXPECT_EQ(out[0].version, 1);
+  EXPECT_EQ(out[1].version, 1);
+  std::vector<float> w = Initial(0, kSize);
+  for (uint64_t i = 0; i < kSize; ++i) w[i] -= 0.5f * g[i];
+  EXPECT_EQ(out[0].values, w);
 }
 
 TEST_F(ShardStoreTest, StatsCountTraffic) {

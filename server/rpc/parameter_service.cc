@@ -100,12 +100,13 @@ class PushIntake {
     return s;
   }
 
-  // This part ended cleanly: the last part commits (see PushSession::EndPart).
-  // Then the intake takes the next push. INVALID_ARGUMENT without chunks.
-  absl::Status End(PushResponse* response) {
+  // This part ended cleanly: the last part commits (see PushSession::EndPart;
+  // the caller runs `deferred` once it has answered). Then the intake takes
+  // the next push. INVALID_ARGUMENT without chunks.
+  absl::Status End(PushResponse* response, DeferredStep* deferred) {
     if (session_ == nullptr) return absl::InvalidArgumentError("push carried no chunks");
     ended_ = true;
-    absl::Status s = session_->EndPart();
+    absl::Status s = session_->EndPart(deferred);
     response->set_elements(session_->elements());
     spdlog::trace("push job '{}' worker {} clock {} (part of {}): {} elements", job_id_, worker_,
                   clock_, parts_, response->elements());
@@ -236,7 +237,9 @@ class PushReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
 
   void OnReadDone(bool ok) override {
     if (!ok) {
-      Finish(ToGrpcStatus(End()));
+      DeferredStep step;
+      Finish(ToGrpcStatus(End(&step)));
+      step.Run();  // once answered; `this` may be gone, `step` is ours
       return;
     }
     bool end = false;
@@ -257,14 +260,14 @@ class PushReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
 
  private:
   // The stream ended: the part is done, unless the client went away.
-  absl::Status End() {
+  absl::Status End(DeferredStep* deferred) {
     if (ctx_->IsCancelled()) {
       const absl::Status broken = absl::CancelledError("push stream broken; nothing applied");
       intake_.Fail(broken);
       return broken;
     }
     PushResponse resp;
-    TESSERA_RETURN_IF_ERROR(intake_.End(&resp));
+    TESSERA_RETURN_IF_ERROR(intake_.End(&resp, deferred));
     *response_ = MessageBuffer(resp);
     return absl::OkStatus();
   }
@@ -300,10 +303,14 @@ class PushStreamReactor final
     chunk_.Clear();
     if (st.ok() && end) {
       PushResponse resp;
-      st = intake_.End(&resp);
+      DeferredStep step;
+      st = intake_.End(&resp, &step);
       if (st.ok()) {
         response_ = MessageBuffer(resp);
         StartWrite(&response_);  // the next read starts once it is out
+        // The step once the answer is on its way. Reactions may now run on
+        // other threads (and end the call): nothing of `this` from here.
+        step.Run();
         return;
       }
     }
