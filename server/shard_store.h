@@ -116,12 +116,6 @@ struct JobStats {
   std::vector<uint64_t> staleness_histogram;
 };
 
-// One worker's gradient push for one clock, staged and then applied as a whole.
-// Chunks are copied into staging buffers that the slice reuses across pushes,
-// or held where they arrived (AddChunkHeld);
-// nothing reaches the weights before the push is committed, and the commit
-// takes either every touched slice or none, so a broken stream never
-// half-applies. Destroying a session that was not committed discards it.
 // An optimizer step that the thread committing a push runs itself once it
 // has answered the push (PushSession::EndPart), instead of handing it to the
 // slice's executor thread: no thread is woken for it, and the worker's answer
@@ -148,6 +142,12 @@ class DeferredStep {
   internal::Slice* slice_ = nullptr;
 };
 
+// One worker's gradient push for one clock, staged and then applied as a whole.
+// Chunks are copied into staging buffers that the slice reuses across pushes,
+// or held where they arrived (AddChunkHeld);
+// nothing reaches the weights before the push is committed, and the commit
+// takes either every touched slice or none, so a broken stream never
+// half-applies. Destroying a session that was not committed discards it.
 // A push may arrive in several parts, one stream per channel
 // (ShardStore::JoinPush): the streams add chunks to one session, each ends
 // its part (EndPart or FailPart), and the end of the last part commits. A
