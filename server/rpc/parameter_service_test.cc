@@ -296,6 +296,17 @@ TEST_F(ParameterServiceTest, APushInTwoStreamsAppliesOnceBothEndWhole) {
   EXPECT_TRUE(values == want);
 }
 
+// The PushStream's next read fails: the server ended it INVALID_ARGUMENT,
+// saying `text`.
+void ExpectPushRefused(grpc::ClientReaderWriter<PushChunk, PushResponse>* stream,
+                       const std::string& text) {
+  PushResponse resp;
+  EXPECT_FALSE(stream->Read(&resp));
+  const grpc::Status st = stream->Finish();
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(st.error_message(), HasSubstr(text));
+}
+
 // Several pushes on one long-lived PushStream, each ended by a bare marker or
 // by its last chunk, and answered; a refused push ends the stream with its
 // status.
@@ -328,11 +339,7 @@ TEST_F(ParameterServiceTest, PushStreamCarriesPushAfterPush) {
   }
   // A marker with no push before it is refused, and ends the stream.
   ASSERT_TRUE(stream->Write(marker));
-  PushResponse resp;
-  EXPECT_FALSE(stream->Read(&resp));
-  const grpc::Status st = stream->Finish();
-  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(st.error_message(), HasSubstr("no chunks"));
+  ExpectPushRefused(stream.get(), "no chunks");
 
   std::vector<float> values;
   int64_t version = -1;
@@ -357,11 +364,7 @@ TEST_F(ParameterServiceTest, AnEndOfPushWithValuesButNoTensorIsRefused) {
   PushChunk end = Chunk("j", 0, 0, "", 10, g.data(), 10);
   end.set_end_of_push(true);
   ASSERT_TRUE(stream->Write(end));
-  PushResponse resp;
-  EXPECT_FALSE(stream->Read(&resp));
-  const grpc::Status st = stream->Finish();
-  EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_THAT(st.error_message(), HasSubstr("no tensor"));
+  ExpectPushRefused(stream.get(), "no tensor");
   std::vector<float> values;
   int64_t version = -1;
   int chunks = 0;
