@@ -98,10 +98,11 @@ class PayloadPins {
 // push after push. Chunks queue up as the caller encodes them and are written
 // one at a time (gRPC allows one write in flight per stream); EndPush()
 // queues the push's last chunk (its end_of_push set) or a bare end marker,
-// and the server answers each push with one PushResponse. A push the server refuses ends the stream with its status;
-// so does a broken connection. A hold keeps the call open between pushes:
-// Close() cancels the stream (discarding a push still open on it) and
-// returns its status once gRPC is done with it. Thread-safe.
+// and the server answers each push with one PushResponse. A push the server
+// refuses ends the stream with its status; so does a broken connection. A
+// hold keeps the call open between pushes: Close() cancels the stream
+// (discarding a push still open on it) and returns its status once gRPC is
+// done with it. Thread-safe.
 class PushStreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   explicit PushStreamCall(grpc::GenericStub* stub) : done_(std::make_shared<CallDone>()) {
