@@ -73,14 +73,16 @@ class ShardStoreTest : public ::testing::Test {
                     .ok());
   }
 
+  // A push of `g` at `offset` of `tensor`, committed (with `deferred`).
   absl::Status Push(int worker, int64_t clock, const std::vector<float>& g,
-                    const std::string& tensor = "w", uint64_t offset = 0) {
+                    const std::string& tensor = "w", uint64_t offset = 0,
+                    DeferredStep* deferred = nullptr) {
     auto session = store_.BeginPush("j", worker, clock);
     if (!session.ok()) return session.status();
     absl::Status s = (*session)->AddChunk(tensor, offset, reinterpret_cast<const char*>(g.data()),
                                           g.size() * sizeof(float));
     if (!s.ok()) return s;
-    return (*session)->Commit();
+    return (*session)->Commit(deferred);
   }
 
   absl::StatusOr<PulledSlice> PullW(int64_t clock, absl::Duration wait = absl::Seconds(30)) {
@@ -686,14 +688,8 @@ TEST_F(ShardStoreTest, EveryPullSeesThePushesCommittedBeforeIt) {
 TEST_F(ShardStoreTest, ACommitterRunsTheStepItHoldsAndThoseQueuedBehindIt) {
   Create(ASYNC, {0, 1});
   const std::vector<float> g0 = Grad(1.0f), g1 = Grad(-3.0f);
-  auto session = store_.BeginPush("j", 0, 0);
-  ASSERT_TRUE(session.ok());
-  ASSERT_TRUE((*session)
-                  ->AddChunk("w", 0, reinterpret_cast<const char*>(g0.data()),
-                             g0.size() * sizeof(float))
-                  .ok());
   DeferredStep step;
-  ASSERT_TRUE((*session)->Commit(&step).ok());
+  ASSERT_TRUE(Push(0, 0, g0, "w", 0, &step).ok());
   ASSERT_FALSE(step.empty());
   absl::Notification pulled;
   absl::StatusOr<PulledSlice> result;

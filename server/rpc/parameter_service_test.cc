@@ -126,6 +126,17 @@ class ParameterServiceTest : public ::testing::Test {
     return reader->Finish();
   }
 
+  // No push was applied: a pull at clock 0 reads version 0 and the initial
+  // values.
+  void ExpectNothingApplied() {
+    std::vector<float> values;
+    int64_t version = -1;
+    int chunks = 0;
+    ASSERT_TRUE(PullAll(0, 0, &values, &version, &chunks).ok());
+    EXPECT_EQ(version, 0);
+    EXPECT_TRUE(values == Initial());
+  }
+
   ParameterServer server_;
   std::unique_ptr<ParameterService::Stub> stub_;
 };
@@ -247,13 +258,7 @@ TEST_F(ParameterServiceTest, BadPushesGetAClearStatus) {
     EXPECT_EQ(s.error_code(), c.code) << c.name << ": " << s.error_message();
     EXPECT_THAT(s.error_message(), HasSubstr(c.text)) << c.name;
   }
-  // Nothing applied: version 0 and the initial values.
-  std::vector<float> values;
-  int64_t version = -1;
-  int chunks = 0;
-  ASSERT_TRUE(PullAll(0, 0, &values, &version, &chunks).ok());
-  EXPECT_EQ(version, 0);
-  EXPECT_TRUE(values == Initial());
+  ExpectNothingApplied();
 }
 
 // A push split over two streams, as a client with two channels sends it.
@@ -365,12 +370,7 @@ TEST_F(ParameterServiceTest, AnEndOfPushWithValuesButNoTensorIsRefused) {
   end.set_end_of_push(true);
   ASSERT_TRUE(stream->Write(end));
   ExpectPushRefused(stream.get(), "no tensor");
-  std::vector<float> values;
-  int64_t version = -1;
-  int chunks = 0;
-  ASSERT_TRUE(PullAll(0, 0, &values, &version, &chunks).ok());
-  EXPECT_EQ(version, 0);
-  EXPECT_TRUE(values == Initial());
+  ExpectNothingApplied();
 }
 
 // Several pulls on one PullStream: each is answered by its chunks, only the

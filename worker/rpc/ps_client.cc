@@ -97,8 +97,8 @@ class PayloadPins {
 // One long-lived PushStream to one server (one stripe's channel), used by
 // push after push. Chunks queue up as the caller encodes them and are written
 // one at a time (gRPC allows one write in flight per stream); EndPush()
-// queues the push's last chunk (its end_of_push set) or a bare end marker,
-// and the server answers each push with one PushResponse. A push the server
+// queues the push's last chunk (its end_of_push set), and the server answers
+// each push with one PushResponse. A push the server
 // refuses ends the stream with its status; so does a broken connection. A
 // hold keeps the call open between pushes: Close() cancels the stream
 // (discarding a push still open on it) and returns its status once gRPC is
@@ -128,16 +128,6 @@ class PushStreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, gr
     Write(std::move(last));
     absl::MutexLock lock(&mu_);
     return ++pushes_;
-  }
-  // The same with a bare end marker, for a push whose last chunk went out
-  // without it.
-  int64_t EndPush() {
-    static const grpc::ByteBuffer& marker = *[] {
-      PushChunk end;
-      end.set_end_of_push(true);
-      return new grpc::ByteBuffer(MessageBuffer(end));
-    }();
-    return EndPush(marker);
   }
 
   enum class Outcome { kAnswered, kEnded, kTimedOut };
@@ -677,10 +667,10 @@ absl::Status GrpcParameterClient::FinishPush() {
         absl::StrCat("push at clock ", push_clock_, ": tensor '",
                      tensor_names_[missing - pushed_.begin()], "' was not pushed; nothing applied"));
   }
-  std::vector<int64_t> answers(push_streams_.size());
-  for (size_t i = 0; i < push_streams_.size(); ++i) {
-    answers[i] = push_answers_[i] >= 0 ? push_answers_[i] : push_streams_[i]->EndPush();
-  }
+  // Every tensor was pushed, so every stripe's last chunk ended its part (a
+  // stripe's pieces are never empty: Create checks the plan's slices), and
+  // push_answers_ says which answer to wait for on each stream.
+  //
   // Every stream's answer (or end), as a stream per push gave them: the other
   // servers' parts of a push that fails on one still land or fail on their own.
   const absl::Time deadline = absl::Now() + options_.push_timeout;
@@ -688,7 +678,7 @@ absl::Status GrpcParameterClient::FinishPush() {
   for (size_t i = 0; i < push_streams_.size(); ++i) {
     const std::string what = absl::StrCat("push to server ", servers_[stripes_[i].server].address);
     absl::Status st;
-    switch (push_streams_[i]->Await(answers[i], deadline)) {
+    switch (push_streams_[i]->Await(push_answers_[i], deadline)) {
       case internal::PushStreamCall::Outcome::kAnswered:
         break;
       case internal::PushStreamCall::Outcome::kEnded:

@@ -164,7 +164,8 @@ class GrpcParameterClient : public ParameterClient {
   bool push_open_ = false;  // between BeginPush and FinishPush
   std::vector<bool> pushed_;
   // Per stripe: its pieces not yet pushed, and the answer count its push's
-  // last chunk returned (-1 until that chunk went out).
+  // last chunk returned (-1 until that chunk went out; every stripe's has
+  // once every tensor was pushed).
   std::vector<size_t> pieces_left_;
   std::vector<int64_t> push_answers_;
   // One long-lived PullStream per stripe (null until used, or after a
