@@ -215,12 +215,28 @@ TEST_F(PsClientTest, AnIncompleteStreamedPushAppliesNothing) {
   const std::vector<float> gw = Gradient(kW, 5);
   ASSERT_TRUE(client_->BeginPush(0).ok());
   ASSERT_TRUE(client_->PushTensor(0, gw).ok());
+  // A server holding w and not b has all of its part now; had the client sent
+  // that part's end before FinishPush, the server would apply it. Give such a
+  // chunk time to land before FinishPush calls the push off.
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(Held("w", kW), Initial(0));
   const absl::Status st = client_->FinishPush();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("'b' was not pushed"), absl::string_view::npos) << st;
   EXPECT_EQ(Held("w", kW), Initial(0));
   // The client is usable afterwards.
   ASSERT_TRUE(Push(0, gw, Gradient(kB, 6)).ok());
+}
+
+// FinishPush waits (up to seconds) for gRPC to let go of the gradient memory a
+// float32 push sends from: a reference the client itself kept would stall
+// every push that long.
+TEST_F(PsClientTest, APushReturnsAsSoonAsTheServersHaveIt) {
+  StartJob(CompressionSpec());
+  const std::vector<float> gw = Gradient(kW, 7), gb = Gradient(kB, 8);
+  const absl::Time start = absl::Now();
+  for (int64_t clock = 0; clock < 5; ++clock) ASSERT_TRUE(Push(clock, gw, gb).ok());
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
 }
 
 // Pushes share one long-lived stream per server; a push the server refuses

@@ -535,7 +535,7 @@ absl::Status GrpcParameterClient::BeginPush(int64_t clock) {
   pushed_.assign(tensor_names_.size(), false);
   pieces_left_.resize(stripes_.size());
   for (size_t i = 0; i < stripes_.size(); ++i) pieces_left_[i] = stripes_[i].pieces.size();
-  push_answers_.assign(stripes_.size(), -1);
+  push_ends_.assign(stripes_.size(), grpc::ByteBuffer());
   push_streams_.resize(stripes_.size());
   for (size_t i = 0; i < stripes_.size(); ++i) {
     auto& stream = push_streams_[i];
@@ -598,7 +598,8 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
     const int parts = servers_[stripes_[stripe].server].parts;
     header.set_parts(parts > 1 ? parts : 0);
     header.set_push_id(parts > 1 ? push_id_ : 0);
-    // The stripe's last chunk of this push ends it: no marker of its own.
+    // The stripe's last chunk of this push ends it (no marker of its own);
+    // FinishPush sends it.
     const bool ends_stripe = --pieces_left_[stripe] == 0;
     internal::PushStreamCall& stream = *push_streams_[stripe];
     for (uint64_t off = piece.begin; off < piece.end; off += kFloatsPerChunk) {
@@ -606,7 +607,7 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
       const bool last = ends_stripe && off + n == piece.end;
       auto send = [&](grpc::ByteBuffer chunk) {
         if (last) {
-          push_answers_[stripe] = stream.EndPush(std::move(chunk));
+          push_ends_[stripe].Swap(&chunk);
         } else {
           stream.Write(std::move(chunk));
         }
@@ -663,14 +664,21 @@ absl::Status GrpcParameterClient::FinishPush() {
   const auto missing = std::find(pushed_.begin(), pushed_.end(), false);
   if (missing != pushed_.end()) {
     ClosePushStreams();  // discards what was sent
+    pins_->AwaitReleased(absl::Now() + kPinGrace);  // the caller may free its gradients now
     return absl::InvalidArgumentError(
         absl::StrCat("push at clock ", push_clock_, ": tensor '",
                      tensor_names_[missing - pushed_.begin()], "' was not pushed; nothing applied"));
   }
-  // Every tensor was pushed, so every stripe's last chunk ended its part (a
-  // stripe's pieces are never empty: Create checks the plan's slices), and
-  // push_answers_ says which answer to wait for on each stream.
-  //
+  // Every tensor was pushed, so every stripe holds the last chunk that ends
+  // its part (a stripe's pieces are never empty: Create checks the plan's
+  // slices); each EndPush says which answer to wait for on its stream.
+  std::vector<int64_t> answers(push_streams_.size());
+  for (size_t i = 0; i < push_streams_.size(); ++i) {
+    answers[i] = push_streams_[i]->EndPush(std::move(push_ends_[i]));
+  }
+  // grpc::ByteBuffer has no move: the held copies still reference the
+  // gradients until they go.
+  push_ends_.clear();
   // Every stream's answer (or end), as a stream per push gave them: the other
   // servers' parts of a push that fails on one still land or fail on their own.
   const absl::Time deadline = absl::Now() + options_.push_timeout;
@@ -678,7 +686,7 @@ absl::Status GrpcParameterClient::FinishPush() {
   for (size_t i = 0; i < push_streams_.size(); ++i) {
     const std::string what = absl::StrCat("push to server ", servers_[stripes_[i].server].address);
     absl::Status st;
-    switch (push_streams_[i]->Await(push_answers_[i], deadline)) {
+    switch (push_streams_[i]->Await(answers[i], deadline)) {
       case internal::PushStreamCall::Outcome::kAnswered:
         break;
       case internal::PushStreamCall::Outcome::kEnded:
@@ -716,6 +724,7 @@ void GrpcParameterClient::ClosePushStreams() {
     if (stream != nullptr) stream->Close();
     stream.reset();
   }
+  push_ends_.clear();  // what they hold may point into the caller's gradients
 }
 
 absl::Status GrpcParameterClient::Push(int64_t clock,

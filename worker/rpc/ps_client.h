@@ -163,11 +163,12 @@ class GrpcParameterClient : public ParameterClient {
   std::vector<std::unique_ptr<internal::PushStreamCall>> push_streams_;
   bool push_open_ = false;  // between BeginPush and FinishPush
   std::vector<bool> pushed_;
-  // Per stripe: its pieces not yet pushed, and the answer count its push's
-  // last chunk returned (-1 until that chunk went out; every stripe's has
-  // once every tensor was pushed).
+  // Per stripe: its pieces not yet pushed, and its push's last chunk (the
+  // one that ends its part), held back until FinishPush has seen every
+  // tensor: a server that had it would apply its part of a push the caller
+  // may yet leave incomplete, and a push applies everywhere or nowhere.
   std::vector<size_t> pieces_left_;
-  std::vector<int64_t> push_answers_;
+  std::vector<grpc::ByteBuffer> push_ends_;
   // One long-lived PullStream per stripe (null until used, or after a
   // failed pull), whether a pull is outstanding on them, and where it writes.
   std::vector<std::unique_ptr<internal::PullStreamCall>> pull_streams_;
