@@ -5,9 +5,13 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <system_error>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -43,6 +47,39 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
         absl::StrCat("cannot rename ", tmp, " to ", path, ": ", std::strerror(errno)));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<ScopedTempDir> ScopedTempDir::Create(absl::string_view prefix) {
+  const char* base = std::getenv("TEST_TMPDIR");
+  if (base == nullptr || *base == '\0') base = std::getenv("TMPDIR");
+  if (base == nullptr || *base == '\0') base = "/tmp";
+  std::string path = absl::StrCat(base, "/", prefix, "-XXXXXX");
+  if (mkdtemp(path.data()) == nullptr) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot create a folder ", path, ": ", std::strerror(errno)));
+  }
+  return ScopedTempDir(std::move(path));
+}
+
+ScopedTempDir::ScopedTempDir(ScopedTempDir&& other) noexcept
+    : path_(std::exchange(other.path_, std::string())), keep_(other.keep_) {}
+
+ScopedTempDir& ScopedTempDir::operator=(ScopedTempDir&& other) noexcept {
+  if (this != &other) {
+    Remove();
+    path_ = std::exchange(other.path_, std::string());
+    keep_ = other.keep_;
+  }
+  return *this;
+}
+
+ScopedTempDir::~ScopedTempDir() { Remove(); }
+
+void ScopedTempDir::Remove() {
+  if (path_.empty() || keep_) return;
+  std::error_code ignored;  // nothing to do about a folder that will not go
+  std::filesystem::remove_all(path_, ignored);
+  path_.clear();
 }
 
 std::string ExecutableDir() {

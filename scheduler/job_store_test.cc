@@ -7,15 +7,17 @@
 
 #include <sqlite3.h>
 
+#include "common/file_util.h"
 #include "gtest/gtest.h"
 
 namespace tessera::scheduler {
 namespace {
 
-std::string TempDb() {
-  char tmpl[] = "/tmp/tessera-jobstore-XXXXXX";
-  return std::string(mkdtemp(tmpl)) + "/jobs.db";
-}
+// A database path in a folder of its own, which goes with it.
+struct TempDb {
+  ScopedTempDir dir = ScopedTempDir::Create("tessera-jobstore").value();
+  std::string path = dir.path() + "/jobs.db";
+};
 
 JobRecord RunningJob() {
   JobRecord r;
@@ -43,7 +45,8 @@ JobRecord RunningJob() {
 }
 
 TEST(JobStoreTest, JobsTasksPlansAndMetricsSurviveReopening) {
-  const std::string path = TempDb();
+  const TempDb temp;
+  const std::string& path = temp.path;
   std::string id;
   {
     auto store = JobStore::Open(path);
@@ -130,7 +133,8 @@ TEST(JobStoreTest, UnopenableDatabaseNamesThePath) {
 }
 
 TEST(JobStoreTest, CorruptDatabaseIsAClearError) {
-  const std::string path = TempDb();
+  const TempDb temp;
+  const std::string& path = temp.path;
   FILE* f = fopen(path.c_str(), "w");
   ASSERT_NE(f, nullptr);
   for (int i = 0; i < 100; ++i) fputs("this is not a database, just text. ", f);
@@ -143,7 +147,8 @@ TEST(JobStoreTest, CorruptDatabaseIsAClearError) {
 
 TEST(JobStoreTest, ReadOnlyDatabaseFailsWritesWithTheSqliteMessage) {
   if (geteuid() == 0) GTEST_SKIP() << "root can write read-only files";
-  const std::string path = TempDb();
+  const TempDb temp;
+  const std::string& path = temp.path;
   { ASSERT_TRUE(JobStore::Open(path).ok()); }
   const std::string dir = path.substr(0, path.rfind('/'));
   ASSERT_EQ(chmod(path.c_str(), 0444), 0);
@@ -160,7 +165,8 @@ TEST(JobStoreTest, ReadOnlyDatabaseFailsWritesWithTheSqliteMessage) {
 }
 
 TEST(JobStoreTest, ForeignSchemaIsRefused) {
-  const std::string path = TempDb();
+  const TempDb temp;
+  const std::string& path = temp.path;
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE jobs(x)", nullptr, nullptr, nullptr), SQLITE_OK);
@@ -170,7 +176,8 @@ TEST(JobStoreTest, ForeignSchemaIsRefused) {
   EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition) << store.status();
   EXPECT_NE(store.status().message().find(path), absl::string_view::npos);
   // Our own file opens again and again.
-  const std::string ours = TempDb();
+  const TempDb our_db;
+  const std::string& ours = our_db.path;
   EXPECT_TRUE(JobStore::Open(ours).ok());
   EXPECT_TRUE(JobStore::Open(ours).ok());
 }

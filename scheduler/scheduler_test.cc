@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 
+#include "common/file_util.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -64,8 +65,7 @@ std::pair<std::string, std::string> Drop(const std::string& address, const std::
 class SchedulerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/tessera-sched-XXXXXX";
-    db_ = std::string(mkdtemp(tmpl)) + "/jobs.db";
+    db_ = dir_.path() + "/jobs.db";
     Restart();
   }
   // A new Scheduler over the same database, as after kill -9 and a restart.
@@ -186,6 +186,7 @@ class SchedulerTest : public ::testing::Test {
     return h.has_assignment() ? h.assignment().rank() : -1;
   }
 
+  ScopedTempDir dir_ = ScopedTempDir::Create("tessera-sched").value();
   std::string db_;
   FakeClock clock_;
   FakeServers servers_;

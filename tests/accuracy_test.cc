@@ -17,9 +17,10 @@ JobInfo RunBundledJob(const std::string& yaml) {
   absl::StatusOr<JobSpec> spec = tools::LoadJobYaml(std::string(TESSERA_SOURCE_DIR) + "/tools/jobs/" + yaml);
   EXPECT_TRUE(spec.ok()) << spec.status();
   if (!spec.ok()) return JobInfo();
+  const testing::TestDir dir;
   tools::LocalClusterOptions o;
   o.bin_dir = testing::BinDir();
-  o.out_dir = testing::MakeTempDir();
+  o.out_dir = dir.path();
   o.servers = spec->num_servers();
   o.workers = spec->num_workers();
   tools::LocalCluster cluster(o);

@@ -17,7 +17,7 @@ namespace tessera {
 namespace {
 
 using testing::CliResult;
-using testing::MakeTempDir;
+using testing::TestDir;
 using testing::RunProgram;
 using testing::RunTessera;
 using testing::SilentListener;
@@ -36,7 +36,8 @@ void ExpectFailsWith(const CliResult& r, const std::string& needle) {
 }
 
 TEST(BadInputTest, MalformedOrIncompleteJobYaml) {
-  const std::string dir = MakeTempDir();
+  const TestDir temp;
+  const std::string& dir = temp.path();
   const std::string unused = absl::StrCat("--scheduler=127.0.0.1:", UnusedPort());
   ExpectFailsWith(RunTessera({"submit", WriteFile(dir, "a.yaml", "model: [oops"), unused}),
                   "not valid YAML");
@@ -110,7 +111,8 @@ class ClusterBadInputTest : public ::testing::Test {
   static void SetUpTestSuite() {
     tools::LocalClusterOptions o;
     o.bin_dir = testing::BinDir();
-    o.out_dir = MakeTempDir();
+    dir_ = new TestDir();
+    o.out_dir = dir_->path();
     o.servers = 1;
     o.workers = 1;
     o.heartbeat_timeout_ms = 3000;
@@ -121,6 +123,8 @@ class ClusterBadInputTest : public ::testing::Test {
   static void TearDownTestSuite() {
     delete cluster_;
     cluster_ = nullptr;
+    delete dir_;  // after the cluster that writes there
+    dir_ = nullptr;
   }
 
   static JobSpec TinyJob(const std::string& data) {
@@ -149,9 +153,11 @@ class ClusterBadInputTest : public ::testing::Test {
     return JobInfo();
   }
 
+  static TestDir* dir_;
   static tools::LocalCluster* cluster_;
 };
 
+TestDir* ClusterBadInputTest::dir_ = nullptr;
 tools::LocalCluster* ClusterBadInputTest::cluster_ = nullptr;
 
 TEST_F(ClusterBadInputTest, MissingDataFailsTheJobWithTheFileName) {
@@ -162,7 +168,8 @@ TEST_F(ClusterBadInputTest, MissingDataFailsTheJobWithTheFileName) {
 }
 
 TEST_F(ClusterBadInputTest, WrongFormatFailsTheJob) {
-  const std::string dir = MakeTempDir();
+  const TestDir temp;
+  const std::string& dir = temp.path();
   for (const char* f : {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                         "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}) {
     WriteFile(dir, f, "this is a text file, not IDX\n");

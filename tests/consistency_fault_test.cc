@@ -20,7 +20,7 @@ namespace {
 
 using testing::BinDir;
 using testing::FashionMnistDir;
-using testing::MakeTempDir;
+using testing::TestDir;
 using tools::LocalCluster;
 using tools::LocalClusterOptions;
 using tools::SchedulerClient;
@@ -33,7 +33,8 @@ struct ModeCase {
 class WorkerKillTest : public ::testing::TestWithParam<ModeCase> {};
 
 TEST_P(WorkerKillTest, KilledWorkerDoesNotHangTheOthers) {
-  const std::string out = MakeTempDir();
+  const TestDir dir;
+  const std::string& out = dir.path();
   LocalClusterOptions o;
   o.bin_dir = BinDir();
   o.out_dir = out;

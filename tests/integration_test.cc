@@ -17,7 +17,7 @@ namespace {
 
 using testing::BinDir;
 using testing::FashionMnistDir;
-using testing::MakeTempDir;
+using testing::TestDir;
 using testing::RunTessera;
 using tools::LocalCluster;
 using tools::LocalClusterOptions;
@@ -75,7 +75,8 @@ double MeanOf(const std::vector<MetricPoint>& pts, size_t from, size_t to, bool 
 }
 
 TEST(IntegrationTest, ShortJobLearnsAndStatusSaysDone) {
-  const std::string out = MakeTempDir();
+  const TestDir dir;
+  const std::string& out = dir.path();
   LocalCluster cluster(Options(out));
   ASSERT_TRUE(cluster.Start().ok());
   SchedulerClient client(cluster.scheduler_address(), absl::Seconds(10));
@@ -108,7 +109,8 @@ TEST(IntegrationTest, ShortJobLearnsAndStatusSaysDone) {
 }
 
 TEST(IntegrationTest, KilledSchedulerRestartsAndStillListsTheJob) {
-  const std::string out = MakeTempDir();
+  const TestDir dir;
+  const std::string& out = dir.path();
   LocalCluster cluster(Options(out));
   ASSERT_TRUE(cluster.Start().ok());
   SchedulerClient client(cluster.scheduler_address(), absl::Seconds(10));

@@ -8,9 +8,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "absl/time/clock.h"
+#include "gtest/gtest.h"
 
 namespace tessera::testing {
 
@@ -25,11 +27,19 @@ std::string BinDir() {
 
 std::string FashionMnistDir() { return "/usr/share/datasets/fashion-mnist"; }
 
-std::string MakeTempDir() {
-  const char* base = std::getenv("TEST_TMPDIR");
-  std::string tmpl = std::string(base ? base : "/tmp") + "/tessera-test-XXXXXX";
-  if (mkdtemp(tmpl.data()) == nullptr) return "/tmp";
-  return tmpl;
+TestDir::TestDir() : dir_(ScopedTempDir::Create("tessera-test").value()) {}
+
+TestDir::~TestDir() {
+  const ::testing::UnitTest& unit = *::testing::UnitTest::GetInstance();
+  const ::testing::TestInfo* test = unit.current_test_info();
+  const ::testing::TestSuite* suite = unit.current_test_suite();
+  const bool failed = test != nullptr    ? test->result()->Failed()
+                      : suite != nullptr ? suite->Failed()
+                                         : false;
+  if (failed) {
+    dir_.Keep();
+    std::fprintf(stderr, "kept %s for its logs\n", dir_.path().c_str());
+  }
 }
 
 CliResult RunProgram(const std::string& program, const std::vector<std::string>& args,

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "common/file_util.h"
 
 namespace tessera::testing {
 
@@ -17,8 +18,21 @@ std::string BinDir();
 // The Fashion-MNIST folder installed by the dataset-fashion-mnist package.
 std::string FashionMnistDir();
 
-// A new empty folder under $TEST_TMPDIR or /tmp.
-std::string MakeTempDir();
+// A new empty folder for one test's files (inputs, cluster logs) under
+// $TEST_TMPDIR or /tmp. Removed when this goes, unless the running test (or,
+// outside a test, its suite) has failed: then it is kept for the logs, and
+// its path printed.
+class TestDir {
+ public:
+  TestDir();
+  ~TestDir();
+  TestDir(const TestDir&) = delete;
+  TestDir& operator=(const TestDir&) = delete;
+  const std::string& path() const { return dir_.path(); }
+
+ private:
+  ScopedTempDir dir_;
+};
 
 struct CliResult {
   int exit_code = -1;  // -1: killed at the timeout

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include "common/file_util.h"
 #include "common/rpc/grpc_status.h"
 #include "gtest/gtest.h"
 #include "proto/scheduler_service.grpc.pb.h"
@@ -12,9 +13,7 @@ namespace {
 class SchedulerServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/tessera-schedrpc-XXXXXX";
-    dir_ = mkdtemp(tmpl);
-    server_ = std::make_unique<SchedulerServer>(SchedulerOptions(), dir_ + "/jobs.db");
+    server_ = std::make_unique<SchedulerServer>(SchedulerOptions(), dir_.path() + "/jobs.db");
     ASSERT_TRUE(server_->Start("127.0.0.1", 0).ok());
     ASSERT_GT(server_->port(), 0);
     stub_ = SchedulerService::NewStub(MakeChannel(absl::StrCat("127.0.0.1:", server_->port())));
@@ -35,7 +34,7 @@ class SchedulerServerTest : public ::testing::Test {
     return spec;
   }
 
-  std::string dir_;
+  ScopedTempDir dir_ = ScopedTempDir::Create("tessera-schedrpc").value();  // outlives server_
   std::unique_ptr<SchedulerServer> server_;
   std::unique_ptr<SchedulerService::Stub> stub_;
 };
@@ -117,7 +116,7 @@ TEST_F(SchedulerServerTest, JobsSurviveARestartOnTheSameFile) {
   SubmitJobResponse submitted;
   ASSERT_TRUE(stub_->SubmitJob(Ctx().get(), submit, &submitted).ok());
   server_->Stop();
-  server_ = std::make_unique<SchedulerServer>(SchedulerOptions(), dir_ + "/jobs.db");
+  server_ = std::make_unique<SchedulerServer>(SchedulerOptions(), dir_.path() + "/jobs.db");
   ASSERT_TRUE(server_->Start("127.0.0.1", 0).ok());
   stub_ = SchedulerService::NewStub(MakeChannel(absl::StrCat("127.0.0.1:", server_->port())));
   ListJobsResponse list;
