@@ -1,7 +1,6 @@
 #include "scheduler/job_store.h"
 
 #include <stdio.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 

@@ -1,7 +1,5 @@
 #include "scheduler/scheduler.h"
 
-#include <stdlib.h>
-
 #include <map>
 #include <set>
 

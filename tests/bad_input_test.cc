@@ -17,10 +17,10 @@ namespace tessera {
 namespace {
 
 using testing::CliResult;
-using testing::TestDir;
 using testing::RunProgram;
 using testing::RunTessera;
 using testing::SilentListener;
+using testing::TestDir;
 using testing::UnusedPort;
 
 std::string WriteFile(const std::string& dir, const std::string& name, const std::string& text) {

@@ -17,8 +17,8 @@ namespace {
 
 using testing::BinDir;
 using testing::FashionMnistDir;
-using testing::TestDir;
 using testing::RunTessera;
+using testing::TestDir;
 using tools::LocalCluster;
 using tools::LocalClusterOptions;
 using tools::SchedulerClient;

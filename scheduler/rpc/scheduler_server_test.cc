@@ -1,7 +1,5 @@
 #include "scheduler/rpc/scheduler_server.h"
 
-#include <stdlib.h>
-
 #include "common/file_util.h"
 #include "common/rpc/grpc_status.h"
 #include "gtest/gtest.h"
