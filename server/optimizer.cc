@@ -1,6 +1,7 @@
 #include "server/optimizer.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -10,31 +11,60 @@ namespace {
 
 // The loops below take raw, non-aliasing pointers: through absl::Span's
 // checked operator[] (Debian builds Abseil hardened) GCC emits one scalar
-// element at a time; this way it vectorizes them.
+// element at a time; this way it vectorizes them. Each is written once, over
+// a gradient of floats (ApplyPart) or of unaligned little-endian float32
+// bytes (ApplyPartBytes), read by Grad.
 
-class Sgd final : public Optimizer {
+inline float Grad(const float* g, size_t i) { return g[i]; }
+// memcpy is how C++ reads a float from unaligned bytes; GCC compiles it to
+// an unaligned (vector) load.
+inline float Grad(const char* g, size_t i) {
+  float v;
+  std::memcpy(&v, g + i * sizeof(float), sizeof(float));
+  return v;
+}
+
+// An optimizer's two entry points, over its Derived::Step template.
+template <typename Derived>
+class StepOver : public Optimizer {
  public:
-  explicit Sgd(const OptimizerSpec& spec) : Optimizer(spec) {}
+  void ApplyPart(float* w, const float* g, size_t n, OptimizerState* state,
+                 size_t offset) const final {
+    static_cast<const Derived*>(this)->Step(w, g, n, state, offset);
+  }
+  void ApplyPartBytes(float* w, const char* g, size_t n, OptimizerState* state,
+                      size_t offset) const final {
+    static_cast<const Derived*>(this)->Step(w, g, n, state, offset);
+  }
 
-  void ApplyPart(float* __restrict w, const float* __restrict g, size_t n,
-                 OptimizerState* state, size_t offset) const override {
+ protected:
+  explicit StepOver(const OptimizerSpec& spec) : Optimizer(spec) {}
+};
+
+class Sgd final : public StepOver<Sgd> {
+ public:
+  explicit Sgd(const OptimizerSpec& spec) : StepOver(spec) {}
+
+  template <typename G>
+  void Step(float* __restrict w, const G* __restrict g, size_t n, OptimizerState* state,
+            size_t offset) const {
     const float lr = spec().learning_rate();
     const float wd = spec().weight_decay();
     const float mu = spec().momentum();
     if (mu == 0.0f) {
-      for (size_t i = 0; i < n; ++i) w[i] -= lr * (g[i] + wd * w[i]);
+      for (size_t i = 0; i < n; ++i) w[i] -= lr * (Grad(g, i) + wd * w[i]);
       return;
     }
     float* __restrict v = state->slot0.data() + offset;
     if (spec().nesterov()) {
       for (size_t i = 0; i < n; ++i) {
-        const float gi = g[i] + wd * w[i];
+        const float gi = Grad(g, i) + wd * w[i];
         v[i] = mu * v[i] + gi;
         w[i] -= lr * (gi + mu * v[i]);
       }
     } else {
       for (size_t i = 0; i < n; ++i) {
-        v[i] = mu * v[i] + (g[i] + wd * w[i]);
+        v[i] = mu * v[i] + (Grad(g, i) + wd * w[i]);
         w[i] -= lr * v[i];
       }
     }
@@ -46,18 +76,19 @@ class Sgd final : public Optimizer {
   }
 };
 
-class Adagrad final : public Optimizer {
+class Adagrad final : public StepOver<Adagrad> {
  public:
-  explicit Adagrad(const OptimizerSpec& spec) : Optimizer(spec) {}
+  explicit Adagrad(const OptimizerSpec& spec) : StepOver(spec) {}
 
-  void ApplyPart(float* __restrict w, const float* __restrict g, size_t n,
-                 OptimizerState* state, size_t offset) const override {
+  template <typename G>
+  void Step(float* __restrict w, const G* __restrict g, size_t n, OptimizerState* state,
+            size_t offset) const {
     const float lr = spec().learning_rate();
     const float wd = spec().weight_decay();
     const float eps = spec().epsilon();
     float* __restrict acc = state->slot0.data() + offset;
     for (size_t i = 0; i < n; ++i) {
-      const float gi = g[i] + wd * w[i];
+      const float gi = Grad(g, i) + wd * w[i];
       acc[i] += gi * gi;
       w[i] -= lr * gi / (std::sqrt(acc[i]) + eps);
     }
@@ -69,12 +100,13 @@ class Adagrad final : public Optimizer {
   }
 };
 
-class Adam final : public Optimizer {
+class Adam final : public StepOver<Adam> {
  public:
-  explicit Adam(const OptimizerSpec& spec) : Optimizer(spec) {}
+  explicit Adam(const OptimizerSpec& spec) : StepOver(spec) {}
 
-  void ApplyPart(float* __restrict w, const float* __restrict g, size_t n,
-                 OptimizerState* state, size_t offset) const override {
+  template <typename G>
+  void Step(float* __restrict w, const G* __restrict g, size_t n, OptimizerState* state,
+            size_t offset) const {
     const float lr = spec().learning_rate();
     const float wd = spec().weight_decay();
     const float b1 = spec().beta1();
@@ -88,7 +120,7 @@ class Adam final : public Optimizer {
     float* __restrict m = state->slot0.data() + offset;
     float* __restrict v = state->slot1.data() + offset;
     for (size_t i = 0; i < n; ++i) {
-      const float gi = g[i] + wd * w[i];
+      const float gi = Grad(g, i) + wd * w[i];
       m[i] = b1 * m[i] + (1.0f - b1) * gi;
       v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
       w[i] -= lr * (m[i] / bc1) / (std::sqrt(v[i] / bc2) + eps);

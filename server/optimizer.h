@@ -60,6 +60,11 @@ class Optimizer {
   // [offset, offset + n) of the block `state` belongs to; g must not overlap w.
   virtual void ApplyPart(float* w, const float* g, size_t n, OptimizerState* state,
                          size_t offset) const = 0;
+  // ApplyPart with the gradient as n little-endian float32 values at `g`, at
+  // any alignment (e.g. where they arrived from the network), so a step reads
+  // them where they lie instead of from a copy. The same numbers, bit for bit.
+  virtual void ApplyPartBytes(float* w, const char* g, size_t n, OptimizerState* state,
+                              size_t offset) const = 0;
   void FinishStep(OptimizerState* state) const { ++state->step; }
 
   const OptimizerSpec& spec() const { return spec_; }

@@ -128,7 +128,7 @@ TEST(OptimizerTest, RejectsBadSpecs) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST(OptimizerTest, AStepInPartsIsBitForBitTheWholeStep) {
+TEST(OptimizerTest, AStepInPartsOrFromUnalignedBytesIsBitForBitTheWholeStep) {
   const size_t n = 1000;
   for (const OptimizerSpec& spec :
        {Sgd(0.1f), Sgd(0.1f, 0.9f), Sgd(0.1f, 0.9f, true, 0.01f), Adagrad(0.1f, 0.1f, 1e-10f),
@@ -137,22 +137,34 @@ TEST(OptimizerTest, AStepInPartsIsBitForBitTheWholeStep) {
     ASSERT_TRUE(opt.ok()) << opt.status();
     auto whole_state = (*opt)->NewState(n);
     auto parts_state = (*opt)->NewState(n);
-    std::vector<float> whole(n), parts(n), g(n);
-    for (size_t i = 0; i < n; ++i) whole[i] = parts[i] = 0.01f * static_cast<float>(i % 37) - 0.2f;
+    auto bytes_state = (*opt)->NewState(n);
+    std::vector<float> whole(n), parts(n), from_bytes(n), g(n);
+    for (size_t i = 0; i < n; ++i) {
+      whole[i] = parts[i] = from_bytes[i] = 0.01f * static_cast<float>(i % 37) - 0.2f;
+    }
+    // The gradient's bytes at an odd address, as they lie in network buffers.
+    std::vector<char> unaligned(n * sizeof(float) + 1);
     for (int step = 0; step < 3; ++step) {
       for (size_t i = 0; i < n; ++i) g[i] = 0.003f * static_cast<float>((i * 7 + step) % 29) - 0.04f;
+      std::memcpy(unaligned.data() + 1, g.data(), n * sizeof(float));
       (*opt)->Apply(absl::MakeSpan(whole), g, whole_state.get());
       // Parts of uneven sizes, in order, as a step reads a gradient block by block.
       for (size_t b = 0, k = 1; b < n; b += k, k = k * 3 + 1) {
         const size_t m = std::min(k, n - b);
         (*opt)->ApplyPart(parts.data() + b, g.data() + b, m, parts_state.get(), b);
+        (*opt)->ApplyPartBytes(from_bytes.data() + b, unaligned.data() + 1 + b * sizeof(float),
+                               m, bytes_state.get(), b);
       }
       (*opt)->FinishStep(parts_state.get());
+      (*opt)->FinishStep(bytes_state.get());
     }
     EXPECT_EQ(parts, whole) << spec.ShortDebugString();
     EXPECT_EQ(parts_state->slot0, whole_state->slot0) << spec.ShortDebugString();
     EXPECT_EQ(parts_state->slot1, whole_state->slot1) << spec.ShortDebugString();
     EXPECT_EQ(parts_state->step, 3);
+    EXPECT_EQ(from_bytes, whole) << spec.ShortDebugString();
+    EXPECT_EQ(bytes_state->slot0, whole_state->slot0) << spec.ShortDebugString();
+    EXPECT_EQ(bytes_state->slot1, whole_state->slot1) << spec.ShortDebugString();
   }
 }
 

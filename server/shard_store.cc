@@ -45,29 +45,69 @@ struct StagingBuffer {
     held.clear();
   }
 
+  // The first held run that ends after `element`, or held.end().
+  auto FirstHeldEndingAfter(uint64_t element) const {
+    auto it = held.upper_bound(element);
+    if (it != held.begin() && std::prev(it)->first + std::prev(it)->second.count > element) --it;
+    return it;
+  }
+
+  // Calls fn(first, bytes, count) for runs of the gradient that together
+  // cover elements [begin, begin + n), in order: `count` little-endian
+  // float32 values at `bytes` (any alignment) are elements [first, first +
+  // count). Held elements are passed where they lie in the network buffers;
+  // one split between two buffers, alone, from a copy.
+  // REQUIRES: every element was written.
+  void ForEachRun(uint64_t begin, size_t n,
+                  absl::FunctionRef<void(uint64_t first, const char* bytes, size_t count)> fn)
+      const {
+    const uint64_t end = begin + n;
+    auto it = FirstHeldEndingAfter(begin);
+    for (uint64_t p = begin; p < end;) {
+      if (it == held.end() || it->first > p) {
+        const uint64_t next = it == held.end() ? end : std::min(end, it->first);
+        fn(p, reinterpret_cast<const char*>(storage.get() + p), next - p);
+        p = next;
+        continue;
+      }
+      const HeldRun& run = it->second;
+      const uint64_t k = std::min(end, it->first + run.count) - p;
+      // A value split between pieces is gathered here; the run starts and
+      // ends on whole values, so none is left over.
+      char split[sizeof(float)];
+      size_t have = 0;
+      run.bytes->ForEachPiece(
+          (p - it->first) * sizeof(float), k * sizeof(float),
+          [&](const char* data, size_t len) {
+            if (have > 0) {
+              const size_t take = std::min(len, sizeof(float) - have);
+              std::memcpy(split + have, data, take);
+              have += take;
+              data += take;
+              len -= take;
+              if (have < sizeof(float)) return;
+              fn(p++, split, 1);
+              have = 0;
+            }
+            const size_t whole = len / sizeof(float);
+            if (whole > 0) fn(p, data, whole);
+            p += whole;
+            have = len % sizeof(float);
+            std::memcpy(split, data + whole * sizeof(float), have);
+          });
+      ++it;
+    }
+  }
+
   // Elements [begin, begin + n) of the gradient: straight from `storage` when
   // all of them were copied there, else gathered into `scratch` (n floats).
   // REQUIRES: every element was written.
   const float* Read(uint64_t begin, size_t n, float* scratch) const {
-    const uint64_t end = begin + n;
-    // The first held run ending after `begin`.
-    auto it = held.upper_bound(begin);
-    if (it != held.begin() && std::prev(it)->first + std::prev(it)->second.count > begin) --it;
-    if (it == held.end() || it->first >= end) return storage.get() + begin;
-    for (uint64_t p = begin; p < end;) {
-      if (it != held.end() && it->first <= p) {
-        const HeldRun& run = it->second;
-        const uint64_t k = std::min(end, it->first + run.count) - p;
-        run.bytes->CopyTo((p - it->first) * sizeof(float), k * sizeof(float),
-                          reinterpret_cast<char*>(scratch + (p - begin)));
-        p += k;
-        ++it;
-      } else {
-        const uint64_t next = it == held.end() ? end : std::min(end, it->first);
-        std::copy(storage.get() + p, storage.get() + next, scratch + (p - begin));
-        p = next;
-      }
-    }
+    auto it = FirstHeldEndingAfter(begin);
+    if (it == held.end() || it->first >= begin + n) return storage.get() + begin;
+    ForEachRun(begin, n, [&](uint64_t first, const char* bytes, size_t count) {
+      std::memcpy(scratch + (first - begin), bytes, count * sizeof(float));
+    });
     return scratch;
   }
 
@@ -130,7 +170,7 @@ struct Slice {
   // applied.
   std::map<int, int64_t> last_clock ABSL_GUARDED_BY(mu);
   std::vector<std::unique_ptr<StagingBuffer>> free_buffers ABSL_GUARDED_BY(mu);
-  // Blocks of gradient gathered or summed for a step (RunStep).
+  // A block of the gradients summed for a SYNC step of several workers (ApplyStep).
   std::vector<float> scratch ABSL_GUARDED_BY(mu);
   absl::Status closed ABSL_GUARDED_BY(mu);     // non-OK once dropped or shut down
 };
@@ -263,37 +303,53 @@ absl::Status CheckPushable(const Job& job, Slice* s, int worker, int64_t clock)
   return absl::OkStatus();
 }
 
-// Elements per block of a step: 16 KiB of gradient, which stays in cache
-// between being gathered (or summed) and being applied.
+// Elements per block of a step that sums gradients: 16 KiB, which stays in
+// cache between being summed and being applied.
 constexpr size_t kStepBlock = 4096;
 
+// sum[i] += the i-th of `n` little-endian float32 values at `bytes` (any
+// alignment; memcpy compiles to unaligned vector loads).
+void AddBytes(const char* __restrict bytes, size_t n, float* __restrict sum) {
+  for (size_t i = 0; i < n; ++i) {
+    float v;
+    std::memcpy(&v, bytes + i * sizeof(float), sizeof(float));
+    sum[i] += v;
+  }
+}
+
 // One optimizer step from `grads` (one per worker, summed in rank order and
-// divided by their number when several), block by block, so a gradient still
-// in network buffers is read once, straight into the step. Bit for bit the
-// numbers of summing whole buffers and then calling Optimizer::Apply.
+// divided by their number when several), reading a gradient still in network
+// buffers once, where it lies: one worker's straight into the step, several
+// block by block into a sum. Bit for bit the numbers of summing whole buffers
+// and then calling Optimizer::Apply.
 void ApplyStep(Slice* s, const std::vector<std::unique_ptr<StagingBuffer>>& grads)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
   const size_t n = s->range.size();
-  const size_t block = std::min(n, kStepBlock);
-  s->scratch.resize(2 * block);
-  float* const sum = s->scratch.data();
-  float* const part = sum + block;
-  const float count = static_cast<float>(grads.size());
-  for (size_t b = 0; b < n; b += block) {
-    const size_t m = std::min(block, n - b);
-    const float* g = grads[0]->Read(b, m, sum);
-    if (grads.size() > 1) {
-      if (g != sum) std::copy(g, g + m, sum);
+  float* const w = s->weights.data();
+  OptimizerState* const state = s->opt_state.get();
+  if (grads.size() == 1) {
+    grads[0]->ForEachRun(0, n, [&](uint64_t first, const char* g, size_t count) {
+      s->optimizer->ApplyPartBytes(w + first, g, count, state, first);
+    });
+  } else {
+    const size_t block = std::min(n, kStepBlock);
+    s->scratch.resize(block);
+    float* const sum = s->scratch.data();
+    const float count = static_cast<float>(grads.size());
+    for (size_t b = 0; b < n; b += block) {
+      const size_t m = std::min(block, n - b);
+      const float* g0 = grads[0]->Read(b, m, sum);
+      if (g0 != sum) std::copy(g0, g0 + m, sum);
       for (size_t r = 1; r < grads.size(); ++r) {
-        const float* v = grads[r]->Read(b, m, part);
-        for (size_t i = 0; i < m; ++i) sum[i] += v[i];
+        grads[r]->ForEachRun(b, m, [&](uint64_t first, const char* g, size_t k) {
+          AddBytes(g, k, sum + (first - b));
+        });
       }
       for (size_t i = 0; i < m; ++i) sum[i] /= count;
-      g = sum;
+      s->optimizer->ApplyPart(w + b, sum, m, state, b);
     }
-    s->optimizer->ApplyPart(s->weights.data() + b, g, m, s->opt_state.get(), b);
   }
-  s->optimizer->FinishStep(s->opt_state.get());
+  s->optimizer->FinishStep(state);
   ++s->version;
 }
 

@@ -1,11 +1,14 @@
 #include "server/shard_store.h"
 
+#include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -381,21 +384,51 @@ TEST_F(ShardStoreTest, ChunksMayArriveOutOfOrderAndUnaligned) {
   EXPECT_EQ(PullW(1)->values, w);
 }
 
-TEST_F(ShardStoreTest, HeldAndCopiedChunksMakeTheSameStepAsWholeBuffers) {
-  // A slice of several step blocks, Adam (state per element), SYNC over three
-  // workers: worker 0 pushes only held chunks, worker 1 held and copied ones
-  // mixed, worker 2 only copied ones, all at boundaries that are not block
-  // boundaries. The result must be the reference's bit for bit: the mean
-  // summed in rank order, then Optimizer::Apply on the whole slice.
+// Bytes held in pieces of uneven sizes, most not a whole number of floats,
+// as gRPC's receive slices cut a payload (at frame and read boundaries).
+class PiecesHeldBytes final : public HeldBytes {
+ public:
+  explicit PiecesHeldBytes(std::string bytes) : bytes_(std::move(bytes)) {
+    static constexpr size_t kSizes[] = {1, 6, 3, 4097, 2, 10, 4, 8191};
+    for (size_t pos = 0, i = 0; pos < bytes_.size(); ++i) {
+      pos = std::min(bytes_.size(), pos + kSizes[i % std::size(kSizes)]);
+      ends_.push_back(pos);
+    }
+  }
+  size_t size() const override { return bytes_.size(); }
+  void ForEachPiece(size_t pos, size_t n,
+                    absl::FunctionRef<void(const char* data, size_t len)> fn) const override {
+    for (size_t end : ends_) {
+      if (n == 0) break;
+      if (end <= pos) continue;
+      const size_t k = std::min(n, end - pos);
+      fn(bytes_.data() + pos, k);
+      pos += k;
+      n -= k;
+    }
+  }
+
+ private:
+  const std::string bytes_;
+  std::vector<size_t> ends_;
+};
+
+// A slice of several step blocks, Adam (state per element), three workers:
+// worker 0 pushes only held chunks, worker 1 held and copied ones mixed,
+// worker 2 only copied ones, all at boundaries that are not block
+// boundaries, held ones in pieces that split values. The result must be the
+// reference's bit for bit: SYNC the mean summed in rank order, then
+// Optimizer::Apply on the whole slice; ASYNC Apply per push, in order.
+void ExpectHeldAndCopiedChunksMakeTheReferenceSteps(ShardStore& store, ConsistencyMode mode) {
   constexpr uint64_t n = 10000;
-  JobSpec spec = Spec(SYNC);
+  JobSpec spec = Spec(mode);
   spec.mutable_optimizer()->set_kind(OptimizerSpec::ADAM);
   spec.mutable_optimizer()->set_learning_rate(0.01f);
   spec.mutable_optimizer()->set_beta1(0.9f);
   spec.mutable_optimizer()->set_beta2(0.999f);
   spec.mutable_optimizer()->set_epsilon(1e-8f);
   const TensorSpec big = Tensor("big", n);
-  ASSERT_TRUE(store_.CreateJob("big", spec, {big}, {SliceOf("big", 0, n)}, {0, 1, 2}).ok());
+  ASSERT_TRUE(store.CreateJob("big", spec, {big}, {SliceOf("big", 0, n)}, {0, 1, 2}).ok());
   auto grad = [](int worker, int64_t clock) {
     std::vector<float> g(n);
     for (uint64_t i = 0; i < n; ++i) {
@@ -422,28 +455,39 @@ TEST_F(ShardStoreTest, HeldAndCopiedChunksMakeTheSameStepAsWholeBuffers) {
     for (int worker = 0; worker < 3; ++worker) {
       const std::vector<float> g = grad(worker, clock);
       for (uint64_t i = 0; i < n; ++i) sum[i] = worker == 0 ? g[i] : sum[i] + g[i];
-      auto session = store_.BeginPush("big", worker, clock);
+      auto session = store.BeginPush("big", worker, clock);
       ASSERT_TRUE(session.ok()) << session.status();
       for (const Chunk& c : layouts[worker]) {
         const char* bytes = reinterpret_cast<const char*>(g.data() + c.begin);
         const size_t nbytes = (c.end - c.begin) * sizeof(float);
         ASSERT_TRUE((c.held ? (*session)->AddChunkHeld(
                                   "big", c.begin,
-                                  std::make_shared<StringHeldBytes>(std::string(bytes, nbytes)))
+                                  std::make_shared<PiecesHeldBytes>(std::string(bytes, nbytes)))
                             : (*session)->AddChunk("big", c.begin, bytes, nbytes))
                         .ok());
       }
       ASSERT_TRUE((*session)->Commit().ok());
+      if (mode != SYNC) (*opt)->Apply(absl::MakeSpan(w), g, state.get());
     }
-    for (float& x : sum) x /= 3.0f;
-    (*opt)->Apply(absl::MakeSpan(w), sum, state.get());
+    if (mode == SYNC) {
+      for (float& x : sum) x /= 3.0f;
+      (*opt)->Apply(absl::MakeSpan(w), sum, state.get());
+    }
   }
   std::vector<PulledSlice> out;
   ASSERT_TRUE(
-      store_.Pull("big", 0, 2, {SliceOf("big", 0, n)}, absl::Now() + absl::Seconds(30), &out)
+      store.Pull("big", 0, 2, {SliceOf("big", 0, n)}, absl::Now() + absl::Seconds(30), &out)
           .ok());
-  EXPECT_EQ(out[0].version, 2);
+  EXPECT_EQ(out[0].version, mode == SYNC ? 2 : 6);
   EXPECT_EQ(out[0].values, w);
+}
+
+TEST_F(ShardStoreTest, HeldAndCopiedChunksMakeTheSameSyncStepAsWholeBuffers) {
+  ExpectHeldAndCopiedChunksMakeTheReferenceSteps(store_, SYNC);
+}
+
+TEST_F(ShardStoreTest, HeldAndCopiedChunksMakeTheSameAsyncStepsAsWholeBuffers) {
+  ExpectHeldAndCopiedChunksMakeTheReferenceSteps(store_, ASYNC);
 }
 
 // A push in two parts (two streams): half of "w" each.

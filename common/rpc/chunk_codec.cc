@@ -108,14 +108,14 @@ class SliceBytes final : public HeldBytes {
 
   size_t size() const override { return ends_.empty() ? 0 : ends_.back(); }
 
-  void CopyTo(size_t pos, size_t n, char* dst) const override {
+  void ForEachPiece(size_t pos, size_t n,
+                    absl::FunctionRef<void(const char* data, size_t len)> fn) const override {
     // The first slice ending after pos, then onward.
     size_t i = std::upper_bound(ends_.begin(), ends_.end(), pos) - ends_.begin();
     while (n > 0) {
       const size_t begin = ends_[i] - slices_[i].size();
       const size_t k = std::min(n, ends_[i] - pos);
-      std::memcpy(dst, slices_[i].begin() + (pos - begin), k);
-      dst += k;
+      fn(reinterpret_cast<const char*>(slices_[i].begin()) + (pos - begin), k);
       pos += k;
       n -= k;
       ++i;
