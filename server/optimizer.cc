@@ -1,7 +1,6 @@
 #include "server/optimizer.h"
 
 #include <cmath>
-#include <cstring>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -16,13 +15,7 @@ namespace {
 // bytes (ApplyPartBytes), read by Grad.
 
 inline float Grad(const float* g, size_t i) { return g[i]; }
-// memcpy is how C++ reads a float from unaligned bytes; GCC compiles it to
-// an unaligned (vector) load.
-inline float Grad(const char* g, size_t i) {
-  float v;
-  std::memcpy(&v, g + i * sizeof(float), sizeof(float));
-  return v;
-}
+inline float Grad(const char* g, size_t i) { return GradientAt(g, i); }
 
 // An optimizer's two entry points, over its Derived::Step template.
 template <typename Derived>

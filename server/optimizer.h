@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -37,6 +38,15 @@ struct OptimizerState {
 // The same object serves the distributed servers and a single-process
 // reference, so both produce the same numbers for the same gradients.
 // Thread-safe: the object is immutable; each call touches only its arguments.
+// The i-th of the little-endian float32 values at `bytes`, at any alignment:
+// the gradient of Optimizer::ApplyPartBytes. memcpy is how C++ reads a float
+// from unaligned bytes; GCC compiles it to an unaligned (vector) load.
+inline float GradientAt(const char* bytes, size_t i) {
+  float v;
+  std::memcpy(&v, bytes + i * sizeof(float), sizeof(float));
+  return v;
+}
+
 class Optimizer {
  public:
   virtual ~Optimizer() = default;

@@ -45,13 +45,6 @@ struct StagingBuffer {
     held.clear();
   }
 
-  // The first held run that ends after `element`, or held.end().
-  auto FirstHeldEndingAfter(uint64_t element) const {
-    auto it = held.upper_bound(element);
-    if (it != held.begin() && std::prev(it)->first + std::prev(it)->second.count > element) --it;
-    return it;
-  }
-
   // Calls fn(first, bytes, count) for runs of the gradient that together
   // cover elements [begin, begin + n), in order: `count` little-endian
   // float32 values at `bytes` (any alignment) are elements [first, first +
@@ -62,7 +55,9 @@ struct StagingBuffer {
                   absl::FunctionRef<void(uint64_t first, const char* bytes, size_t count)> fn)
       const {
     const uint64_t end = begin + n;
-    auto it = FirstHeldEndingAfter(begin);
+    // The first held run ending after `begin`.
+    auto it = held.upper_bound(begin);
+    if (it != held.begin() && std::prev(it)->first + std::prev(it)->second.count > begin) --it;
     for (uint64_t p = begin; p < end;) {
       if (it == held.end() || it->first > p) {
         const uint64_t next = it == held.end() ? end : std::min(end, it->first);
@@ -97,18 +92,6 @@ struct StagingBuffer {
           });
       ++it;
     }
-  }
-
-  // Elements [begin, begin + n) of the gradient: straight from `storage` when
-  // all of them were copied there, else gathered into `scratch` (n floats).
-  // REQUIRES: every element was written.
-  const float* Read(uint64_t begin, size_t n, float* scratch) const {
-    auto it = FirstHeldEndingAfter(begin);
-    if (it == held.end() || it->first >= begin + n) return storage.get() + begin;
-    ForEachRun(begin, n, [&](uint64_t first, const char* bytes, size_t count) {
-      std::memcpy(scratch + (first - begin), bytes, count * sizeof(float));
-    });
-    return scratch;
   }
 
   const size_t size;  // elements: the slice's
@@ -308,13 +291,9 @@ absl::Status CheckPushable(const Job& job, Slice* s, int worker, int64_t clock)
 constexpr size_t kStepBlock = 4096;
 
 // sum[i] += the i-th of `n` little-endian float32 values at `bytes` (any
-// alignment; memcpy compiles to unaligned vector loads).
+// alignment).
 void AddBytes(const char* __restrict bytes, size_t n, float* __restrict sum) {
-  for (size_t i = 0; i < n; ++i) {
-    float v;
-    std::memcpy(&v, bytes + i * sizeof(float), sizeof(float));
-    sum[i] += v;
-  }
+  for (size_t i = 0; i < n; ++i) sum[i] += GradientAt(bytes, i);
 }
 
 // One optimizer step from `grads` (one per worker, summed in rank order and
@@ -338,8 +317,9 @@ void ApplyStep(Slice* s, const std::vector<std::unique_ptr<StagingBuffer>>& grad
     const float count = static_cast<float>(grads.size());
     for (size_t b = 0; b < n; b += block) {
       const size_t m = std::min(block, n - b);
-      const float* g0 = grads[0]->Read(b, m, sum);
-      if (g0 != sum) std::copy(g0, g0 + m, sum);
+      grads[0]->ForEachRun(b, m, [&](uint64_t first, const char* g, size_t k) {
+        std::memcpy(sum + (first - b), g, k * sizeof(float));
+      });
       for (size_t r = 1; r < grads.size(); ++r) {
         grads[r]->ForEachRun(b, m, [&](uint64_t first, const char* g, size_t k) {
           AddBytes(g, k, sum + (first - b));
