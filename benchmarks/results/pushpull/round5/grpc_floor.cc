@@ -169,6 +169,9 @@ int main(int argc, char** argv) {
   if (smode == "cb") b.RegisterCallbackGenericService(&cbs); else { b.RegisterAsyncGenericService(&asvc); scq = b.AddCompletionQueue(); }
   auto server = b.BuildAndStart();
   std::thread st; if (scq) st = std::thread(ServeCq, &asvc, scq.get());
+  // DUMMYCB: a second, idle server with a callback service in the process.
+  CbService dummy_svc; std::unique_ptr<grpc::Server> dummy;
+  if (getenv("DUMMYCB")) { grpc::ServerBuilder db; int dp = 0; db.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &dp); db.RegisterCallbackGenericService(&dummy_svc); dummy = db.BuildAndStart(); }
   std::vector<char> src(size, 1), dst(size, 0);
   std::vector<std::shared_ptr<grpc::Channel>> chans; std::vector<std::unique_ptr<grpc::GenericStub>> stubs;
   for (int i = 0; i < stripes; ++i) { chans.push_back(Chan(port)); stubs.emplace_back(new grpc::GenericStub(chans.back())); }
