@@ -1,6 +1,11 @@
 // Experiment: per-operation cost of gRPC threading models for a 1 MiB push / pull
 // round trip on long-lived bidi streams. client: cb | cq ; server: cb | cq.
+// Build from the repository root, after `make build`:
+//   g++ -O2 -std=c++17 -Ibuild/gen -I. benchmarks/results/pushpull/round5/grpc_floor.cc \
+//     build/proto/libtessera_proto.a -o /tmp/grpc_floor $(pkg-config --cflags --libs grpc++ protobuf)
+// Run: /tmp/grpc_floor CLIENT SERVER BYTES STRIPES push|pull [SECONDS]
 #include <grpcpp/grpcpp.h>
+#include "proto/parameter_service.grpc.pb.h"  // the DUMMY=sync service
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/support/byte_buffer.h>
@@ -169,9 +174,18 @@ int main(int argc, char** argv) {
   if (smode == "cb") b.RegisterCallbackGenericService(&cbs); else { b.RegisterAsyncGenericService(&asvc); scq = b.AddCompletionQueue(); }
   auto server = b.BuildAndStart();
   std::thread st; if (scq) st = std::thread(ServeCq, &asvc, scq.get());
-  // DUMMYCB: a second, idle server with a callback service in the process.
-  CbService dummy_svc; std::unique_ptr<grpc::Server> dummy;
-  if (getenv("DUMMYCB")) { grpc::ServerBuilder db; int dp = 0; db.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &dp); db.RegisterCallbackGenericService(&dummy_svc); dummy = db.BuildAndStart(); }
+  // DUMMY=cb|sync|cbclient (item 27): a second, idle server in the process
+  // with a callback service (cb), with the sync ParameterService (sync, all
+  // its methods unimplemented), or with the callback service and one idle
+  // callback client stream open to it (cbclient).
+  CbService dummy_svc; tessera::ParameterService::Service dummy_sync; std::unique_ptr<grpc::Server> dummy;
+  const std::string dummy_mode = getenv("DUMMY") ? getenv("DUMMY") : "";
+  int dummy_port = 0;
+  if (!dummy_mode.empty()) {
+    grpc::ServerBuilder db; db.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &dummy_port);
+    if (dummy_mode == "sync") db.RegisterService(&dummy_sync); else db.RegisterCallbackGenericService(&dummy_svc);
+    dummy = db.BuildAndStart();
+  }
   std::vector<char> src(size, 1), dst(size, 0);
   std::vector<std::shared_ptr<grpc::Channel>> chans; std::vector<std::unique_ptr<grpc::GenericStub>> stubs;
   for (int i = 0; i < stripes; ++i) { chans.push_back(Chan(port)); stubs.emplace_back(new grpc::GenericStub(chans.back())); }
@@ -180,6 +194,8 @@ int main(int argc, char** argv) {
   std::function<void()> one;
   std::vector<grpc::ByteBuffer> outs(stripes);
   std::vector<CbStream*> cbs_; std::vector<std::unique_ptr<CqStream>> cqs; grpc::CompletionQueue ccq;
+  std::unique_ptr<grpc::GenericStub> dummy_stub;
+  if (dummy_mode == "cbclient") { dummy_stub.reset(new grpc::GenericStub(Chan(dummy_port))); new CbStream(dummy_stub.get()); }
   if (cmode == "cb") {
     for (int i = 0; i < stripes; ++i) cbs_.push_back(new CbStream(stubs[i].get()));
     one = [&] {
