@@ -16,7 +16,7 @@
 #include "common/initializer.h"
 #include "common/job_spec.h"
 #include "common/status_macros.h"
-#include "server/keyed_executor.h"
+#include "common/keyed_executor.h"
 #include "server/optimizer.h"
 
 namespace tessera::server {

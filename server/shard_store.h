@@ -22,9 +22,11 @@
 #include "common/staleness.h"
 #include "proto/job.pb.h"
 
-namespace tessera::server {
-
+namespace tessera {
 class KeyedExecutor;
+}  // namespace tessera
+
+namespace tessera::server {
 
 namespace internal {
 struct Job;

@@ -11,6 +11,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "common/keyed_executor.h"
 #include "common/job_spec.h"
 #include "common/range.h"
 #include "common/rpc/chunk_codec.h"
@@ -96,7 +98,12 @@ class PayloadPins {
 
 // One long-lived PushStream to one server (one stripe's channel), used by
 // push after push. Chunks queue up as the caller encodes them and are written
-// one at a time (gRPC allows one write in flight per stream); EndPush()
+// one at a time (gRPC allows one write in flight per stream). A write that
+// starts outside a reaction goes out from the caller's thread, or from the
+// `sender` thread for `key` when one is given (gRPC sends it to the socket
+// on the thread that starts it), so the stripes of a push are copied to the
+// kernel on several cores at once; later writes start from the reaction to
+// the write before. EndPush()
 // queues the push's last chunk (its end_of_push set), and the server answers
 // each push with one PushResponse. A push the server
 // refuses ends the stream with its status; so does a broken connection. A
@@ -105,7 +112,8 @@ class PayloadPins {
 // done with it. Thread-safe.
 class PushStreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
-  explicit PushStreamCall(grpc::GenericStub* stub) : done_(std::make_shared<CallDone>()) {
+  PushStreamCall(grpc::GenericStub* stub, KeyedExecutor* sender, uint64_t key)
+      : sender_(sender), key_(key), done_(std::make_shared<CallDone>()) {
     stub->PrepareBidiStreamingCall(&ctx_, kPushStreamMethod, grpc::StubOptions(), this);
     AddHold();
     StartRead(&response_);
@@ -113,12 +121,18 @@ class PushStreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, gr
   }
 
   void Write(grpc::ByteBuffer chunk) {
+    bool idle;
     {
       absl::MutexLock lock(&mu_);
       if (ended_) return;  // Await() says so
       queue_.push_back(std::move(chunk));
+      idle = !writing_;  // else OnWriteDone starts it
     }
-    Pump();
+    if (sender_ == nullptr) {
+      Pump();
+    } else if (idle) {
+      sender_->Submit(key_, [this] { Pump(); });  // Close() waits for it
+    }
   }
 
   // Queues `last`, the chunk that ends the current push (end_of_push set);
@@ -148,9 +162,16 @@ class PushStreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, gr
   }
 
   // Cancels the stream unless it already ended, then waits for gRPC to be
-  // done with it and returns its status. Once; the caller's thread is the
-  // only one that starts writes outside reactions, so none starts after it.
+  // done with it and returns its status. Once, from the caller's thread:
+  // it and the sender are the only ones that start writes outside
+  // reactions, so once the sender ran what it has of this stream none starts
+  // after it.
   grpc::Status Close() {
+    if (sender_ != nullptr) {
+      absl::Notification drained;
+      sender_->Submit(key_, [&drained] { drained.Notify(); });
+      drained.WaitForNotification();
+    }
     ctx_.TryCancel();
     {
       absl::MutexLock lock(&mu_);
@@ -203,6 +224,8 @@ class PushStreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, gr
     StartWrite(next);
   }
 
+  KeyedExecutor* const sender_;  // null: writes start on the caller's thread
+  const uint64_t key_;
   grpc::ClientContext ctx_;
   grpc::ByteBuffer response_;
   const std::shared_ptr<CallDone> done_;
@@ -509,6 +532,9 @@ GrpcParameterClient::GrpcParameterClient(std::string job_id, int rank, const Ten
       stripes_.push_back(Stripe{i, static_cast<int>(k), std::move(runs[k]), elements});
     }
   }
+  if (stripes_.size() > 1) {
+    sender_ = std::make_unique<KeyedExecutor>(static_cast<int>(stripes_.size()) - 1);
+  }
 }
 
 GrpcParameterClient::~GrpcParameterClient() {
@@ -545,8 +571,10 @@ absl::Status GrpcParameterClient::BeginPush(int64_t clock) {
     }
     if (stream == nullptr) {
       const Stripe& stripe = stripes_[i];
+      // Stripe 0 writes from the caller's thread, each other from a sender.
       stream = std::make_unique<internal::PushStreamCall>(
-          servers_[stripe.server].stubs[stripe.part].get());
+          servers_[stripe.server].stubs[stripe.part].get(), i == 0 ? nullptr : sender_.get(),
+          i == 0 ? 0 : i - 1);
     }
   }
   push_open_ = true;

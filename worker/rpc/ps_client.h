@@ -11,6 +11,10 @@
 #include "proto/job.pb.h"
 #include "worker/parameter_client.h"
 
+namespace tessera {
+class KeyedExecutor;
+}  // namespace tessera
+
 namespace tessera::worker {
 
 struct PsClientOptions {
@@ -59,7 +63,10 @@ struct PullTarget {
 // socket (a compressed one is encoded once into gRPC's buffer), and starts on
 // its way while the caller goes on (PushTensor); a pulled chunk is
 // decoded straight from gRPC's receive buffers into the parameters, on gRPC's
-// threads, while the caller may compute (StartPull). No thread of its own.
+// threads, while the caller may compute (StartPull). With several stripes,
+// each stripe after the first starts its writes from a thread of the
+// client's own (gRPC copies a write to the socket on the thread that starts
+// it), so a push's stripes go to the kernel on several cores at once.
 // TOPK and ONEBIT pushes keep error feedback per tensor (what a push leaves
 // out goes into the next one); TOPK keeps TopKRatioAt(compression, clock) of
 // each chunk; with compression.precondition_on_worker the gradient is first
@@ -159,6 +166,9 @@ class GrpcParameterClient : public ParameterClient {
   uint64_t push_count_ = 0;
   uint64_t push_id_ = 0;
   int64_t push_clock_ = -1;
+  // With several stripes, one thread per stripe after the first that
+  // starts that stripe's writes (PushStreamCall); null with one.
+  std::unique_ptr<KeyedExecutor> sender_;
   // One long-lived PushStream per stripe (null until used, or after it failed).
   std::vector<std::unique_ptr<internal::PushStreamCall>> push_streams_;
   bool push_open_ = false;  // between BeginPush and FinishPush

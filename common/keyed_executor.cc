@@ -1,9 +1,9 @@
-#include "server/keyed_executor.h"
+#include "common/keyed_executor.h"
 
 #include <algorithm>
 #include <utility>
 
-namespace tessera::server {
+namespace tessera {
 
 KeyedExecutor::KeyedExecutor(int threads) {
   const int n = std::max(threads, 1);
@@ -47,4 +47,4 @@ void KeyedExecutor::Run(Worker* w) {
   }
 }
 
-}  // namespace tessera::server
+}  // namespace tessera

@@ -1,5 +1,5 @@
-#ifndef TESSERA_SERVER_KEYED_EXECUTOR_H_
-#define TESSERA_SERVER_KEYED_EXECUTOR_H_
+#ifndef TESSERA_COMMON_KEYED_EXECUTOR_H_
+#define TESSERA_COMMON_KEYED_EXECUTOR_H_
 
 #include <cstdint>
 #include <deque>
@@ -11,13 +11,15 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/synchronization/mutex.h"
 
-namespace tessera::server {
+namespace tessera {
 
 // A fixed set of threads, each with its own FIFO queue; a task goes to the
 // thread its key picks (key % threads). Tasks of one key therefore run one at
 // a time, in the order submitted, and tasks of keys on different threads run
-// in parallel with no lock between them: the shard store keys optimizer steps
-// by slice, so every slice is updated in commit order by one thread.
+// in parallel with no lock between them. The shard store keys optimizer steps
+// by slice, so every slice is updated in commit order by one thread; the PS
+// client keys the writes of a push's stripes by stripe, so they go out on
+// several cores at once.
 // Thread-safe. The destructor runs what is queued, then joins.
 class KeyedExecutor {
  public:
@@ -48,6 +50,6 @@ class KeyedExecutor {
   std::vector<std::unique_ptr<Worker>> workers_;
 };
 
-}  // namespace tessera::server
+}  // namespace tessera
 
-#endif  // TESSERA_SERVER_KEYED_EXECUTOR_H_
+#endif  // TESSERA_COMMON_KEYED_EXECUTOR_H_

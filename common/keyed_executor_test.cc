@@ -1,4 +1,4 @@
-#include "server/keyed_executor.h"
+#include "common/keyed_executor.h"
 
 #include <atomic>
 #include <vector>
@@ -8,7 +8,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 
-namespace tessera::server {
+namespace tessera {
 namespace {
 
 TEST(KeyedExecutorTest, TasksOfOneKeyRunInSubmissionOrder) {
@@ -57,4 +57,4 @@ TEST(KeyedExecutorTest, ZeroThreadsMeansOne) {
 }
 
 }  // namespace
-}  // namespace tessera::server
+}  // namespace tessera
