@@ -228,6 +228,33 @@ TEST_F(PsClientTest, AnIncompleteStreamedPushAppliesNothing) {
   ASSERT_TRUE(Push(0, gw, Gradient(kB, 6)).ok());
 }
 
+// With several stripes, stripes after the first start their writes on the
+// client's sender threads. Pushes abandoned mid-way (a new BeginPush closes
+// their streams while a sender may still hold writes for them) apply
+// nothing, and the pushes after them land exactly once.
+TEST_F(PsClientTest, AbandonedStripedPushesApplyNothing) {
+  StartJob(CompressionSpec());
+  std::vector<float> w = Held("w", kW), b = Held("b", kB);
+  worker::PsClientOptions options;
+  options.streams = 6;  // 3 stripes per server: 5 sender threads
+  auto client = GrpcParameterClient::Create("j", 0, plan_, options);
+  ASSERT_TRUE(client.ok()) << client.status();
+  const std::vector<float> gw = Gradient(kW, 9), gb = Gradient(kB, 10);
+  for (int round = 0; round < 20; ++round) {
+    ASSERT_TRUE((*client)->BeginPush(0).ok());
+    ASSERT_TRUE((*client)->PushTensor(0, gw).ok());  // "b" never comes
+  }
+  EXPECT_EQ(Held("w", kW), w);
+  std::vector<absl::Span<const float>> grads = {gw, gb};
+  for (int64_t clock = 0; clock < 3; ++clock) {
+    ASSERT_TRUE((*client)->Push(clock, absl::MakeConstSpan(grads)).ok()) << clock;
+    for (uint64_t i = 0; i < kW; ++i) w[i] -= gw[i];
+    for (uint64_t i = 0; i < kB; ++i) b[i] -= gb[i];
+  }
+  EXPECT_EQ(Held("w", kW), w);
+  EXPECT_EQ(Held("b", kB), b);
+}
+
 // FinishPush waits (up to seconds) for gRPC to let go of the gradient memory a
 // float32 push sends from: a reference the client itself kept would stall
 // every push that long.

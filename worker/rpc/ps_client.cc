@@ -622,7 +622,10 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
     const int64_t t = ++variance_steps_[tensor];
     bc2 = static_cast<float>(1.0 - std::pow(static_cast<double>(b2), static_cast<double>(t)));
   }
-  for (const auto& [stripe, piece] : holders_[tensor]) {
+  // Last stripe first: stripe 0 writes on this thread (gRPC sends inline),
+  // so the senders' stripes are on their way before it blocks here.
+  for (auto holder = holders_[tensor].rbegin(); holder != holders_[tensor].rend(); ++holder) {
+    const auto& [stripe, piece] = *holder;
     const int parts = servers_[stripes_[stripe].server].parts;
     header.set_parts(parts > 1 ? parts : 0);
     header.set_push_id(parts > 1 ? push_id_ : 0);
@@ -700,8 +703,9 @@ absl::Status GrpcParameterClient::FinishPush() {
   // Every tensor was pushed, so every stripe holds the last chunk that ends
   // its part (a stripe's pieces are never empty: Create checks the plan's
   // slices); each EndPush says which answer to wait for on its stream.
+  // Last stripe first, as in PushTensor.
   std::vector<int64_t> answers(push_streams_.size());
-  for (size_t i = 0; i < push_streams_.size(); ++i) {
+  for (size_t i = push_streams_.size(); i-- > 0;) {
     answers[i] = push_streams_[i]->EndPush(std::move(push_ends_[i]));
   }
   // grpc::ByteBuffer has no move: the held copies still reference the
