@@ -571,10 +571,10 @@ absl::Status GrpcParameterClient::BeginPush(int64_t clock) {
     }
     if (stream == nullptr) {
       const Stripe& stripe = stripes_[i];
-      // Stripe 0 writes from the caller's thread, each other from a sender.
+      // Stripe 0 writes from the caller's thread, each other from its own
+      // sender thread (keys 1..n-1 over n-1 threads: one each).
       stream = std::make_unique<internal::PushStreamCall>(
-          servers_[stripe.server].stubs[stripe.part].get(), i == 0 ? nullptr : sender_.get(),
-          i == 0 ? 0 : i - 1);
+          servers_[stripe.server].stubs[stripe.part].get(), i == 0 ? nullptr : sender_.get(), i);
     }
   }
   push_open_ = true;
