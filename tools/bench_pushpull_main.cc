@@ -19,6 +19,10 @@
 //   TCP GB/s  that adjacent baseline.
 // --repeat=N runs every cell N times, each with its own baseline, and
 // reports the repetition with the median % of TCP.
+// --baseline=SxW runs each repetition on a second topology as well, right
+// before or after (alternating), and adds the median ratio of the two
+// goodputs: scaling measured side by side (e.g. --servers=2 --workers=2
+// --baseline=1x1).
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -36,6 +40,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -88,6 +93,12 @@ ABSL_FLAG(int, streams, tessera::worker::PsClientOptions().streams,
 ABSL_FLAG(int, repeat, 1,
           "Run every cell this many times, each right after its own raw TCP baseline, and "
           "report the repetition with the median % of TCP (for shared, noisy machines).");
+ABSL_FLAG(std::string, baseline, "",
+          "Another topology, SxW (e.g. 1x1), measured side by side: each repetition of a "
+          "cell runs on it and on --servers x --workers one right after the other (the "
+          "order alternating), and the table adds its goodput and the median of the "
+          "per-repetition ratios, so a scaling figure is not a comparison of two runs "
+          "minutes apart.");
 ABSL_FLAG(std::string, csv, "", "Also write the results as CSV to this path.");
 ABSL_FLAG(std::string, json, "", "Also write the results as JSON to this path.");
 ABSL_FLAG(std::string, svg, "",
@@ -126,7 +137,39 @@ struct Cell {
   double p99_ms = 0;
   double cpu_s_per_gb = 0;
   double wire_ratio = 1;  // payload bytes on the wire / float32 tensor bytes
+  // With --baseline: the baseline topology's median goodput, and the median,
+  // lowest and highest of goodput / baseline goodput over the repetitions.
+  double baseline_gbps = 0;
+  double vs_baseline = 0, vs_baseline_min = 0, vs_baseline_max = 0;
 };
+
+// A topology: servers x workers.
+struct Topology {
+  int servers = 0;
+  int workers = 0;
+};
+
+// "2x2" -> {2, 2}, each within the bounds --servers and --workers take.
+absl::StatusOr<Topology> ParseTopology(absl::string_view text) {
+  const std::string lower = absl::AsciiStrToLower(text);
+  std::vector<absl::string_view> parts = absl::StrSplit(lower, 'x');
+  Topology t;
+  if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &t.servers) ||
+      !absl::SimpleAtoi(parts[1], &t.workers) || t.servers < 1 || t.servers > 64 ||
+      t.workers < 1 || t.workers > 256) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", text, "' is not SERVERSxWORKERS with servers in [1, 64], workers in [1, 256]"));
+  }
+  return t;
+}
+
+// The middle value; for an even count, the mean of the two middle ones.
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t h = v.size() / 2;
+  return v.size() % 2 == 1 ? v[h] : (v[h - 1] + v[h]) / 2;
+}
 
 struct TcpResult {
   uint64_t bytes = 0;
@@ -462,37 +505,59 @@ class Bench {
   TensorPlan plan_;
 };
 
-std::string Csv(const std::vector<Cell>& cells, const TcpResult& tcp, int servers, int workers) {
+// The baseline columns are empty without --baseline.
+std::string Csv(const std::vector<Cell>& cells, const TcpResult& tcp, int servers, int workers,
+                const std::optional<Topology>& baseline) {
   std::string out =
       "mode,size_bytes,servers,workers,iterations_per_worker,seconds,goodput_gbps,pct_of_tcp,"
-      "p50_ms,p99_ms,cpu_s_per_gb,wire_ratio,tcp_gbps\n";
-  absl::StrAppendFormat(&out, "tcp,%d,0,1,%d,%.4f,%.4f,100.0,,,%.4f,1,%.4f\n", kMiB,
+      "p50_ms,p99_ms,cpu_s_per_gb,wire_ratio,tcp_gbps,baseline,baseline_gbps,vs_baseline,"
+      "vs_baseline_min,vs_baseline_max\n";
+  absl::StrAppendFormat(&out, "tcp,%d,0,1,%d,%.4f,%.4f,100.0,,,%.4f,1,%.4f,,,,,\n", kMiB,
                         tcp.bytes / kMiB, tcp.seconds, tcp.goodput_gbps, tcp.cpu_s_per_gb,
                         tcp.goodput_gbps);
   for (const Cell& c : cells) {
-    absl::StrAppendFormat(&out, "%s,%d,%d,%d,%d,%.4f,%.4f,%.1f,%.4f,%.4f,%.4f,%.4f,%.4f\n",
+    absl::StrAppendFormat(&out, "%s,%d,%d,%d,%d,%.4f,%.4f,%.1f,%.4f,%.4f,%.4f,%.4f,%.4f",
                           ModeName(c.mode), c.size_bytes, servers, workers, c.iterations, c.seconds,
                           c.goodput_gbps, c.pct_of_tcp, c.p50_ms, c.p99_ms, c.cpu_s_per_gb,
                           c.wire_ratio, c.tcp_gbps);
+    if (baseline) {
+      absl::StrAppendFormat(&out, ",%dx%d,%.4f,%.4f,%.4f,%.4f\n", baseline->servers,
+                            baseline->workers, c.baseline_gbps, c.vs_baseline, c.vs_baseline_min,
+                            c.vs_baseline_max);
+    } else {
+      out += ",,,,,\n";
+    }
   }
   return out;
 }
 
-std::string Json(const std::vector<Cell>& cells, const TcpResult& tcp, int servers, int workers) {
+std::string Json(const std::vector<Cell>& cells, const TcpResult& tcp, int servers, int workers,
+                 const std::optional<Topology>& baseline) {
   std::vector<std::string> rows;
   for (const Cell& c : cells) {
+    std::string vs;
+    if (baseline) {
+      vs = absl::StrFormat(", \"baseline_gbps\": %.4f, \"vs_baseline\": %.4f, "
+                           "\"vs_baseline_min\": %.4f, \"vs_baseline_max\": %.4f",
+                           c.baseline_gbps, c.vs_baseline, c.vs_baseline_min, c.vs_baseline_max);
+    }
     rows.push_back(absl::StrFormat(
         "    {\"mode\": \"%s\", \"size_bytes\": %d, \"iterations_per_worker\": %d, "
         "\"seconds\": %.4f, \"goodput_gbps\": %.4f, \"pct_of_tcp\": %.1f, \"p50_ms\": %.4f, "
         "\"p99_ms\": %.4f, \"cpu_s_per_gb\": %.4f, \"wire_ratio\": %.4f, "
-        "\"tcp_gbps\": %.4f}",
+        "\"tcp_gbps\": %.4f%s}",
         ModeName(c.mode), c.size_bytes, c.iterations, c.seconds, c.goodput_gbps, c.pct_of_tcp,
-        c.p50_ms, c.p99_ms, c.cpu_s_per_gb, c.wire_ratio, c.tcp_gbps));
+        c.p50_ms, c.p99_ms, c.cpu_s_per_gb, c.wire_ratio, c.tcp_gbps, vs));
   }
+  const std::string base =
+      baseline ? absl::StrFormat("{\"servers\": %d, \"workers\": %d}", baseline->servers,
+                                 baseline->workers)
+               : "null";
   return absl::StrFormat(
-      "{\n  \"servers\": %d,\n  \"workers\": %d,\n  \"tcp\": {\"bytes\": %d, \"seconds\": %.4f, "
-      "\"goodput_gbps\": %.4f, \"cpu_s_per_gb\": %.4f},\n  \"results\": [\n%s\n  ]\n}\n",
-      servers, workers, tcp.bytes, tcp.seconds, tcp.goodput_gbps, tcp.cpu_s_per_gb,
+      "{\n  \"servers\": %d,\n  \"workers\": %d,\n  \"baseline\": %s,\n  \"tcp\": {\"bytes\": %d, "
+      "\"seconds\": %.4f, \"goodput_gbps\": %.4f, \"cpu_s_per_gb\": %.4f},\n  \"results\": "
+      "[\n%s\n  ]\n}\n",
+      servers, workers, base, tcp.bytes, tcp.seconds, tcp.goodput_gbps, tcp.cpu_s_per_gb,
       absl::StrJoin(rows, ",\n"));
 }
 
@@ -568,6 +633,15 @@ int Main() {
   const int repeat = absl::GetFlag(FLAGS_repeat);
   if (repeat < 1 || repeat > 100) return fail("--repeat must be in [1, 100]");
   if (quick) min_seconds /= 5;
+  std::optional<Topology> baseline;
+  if (const std::string b = absl::GetFlag(FLAGS_baseline); !b.empty()) {
+    absl::StatusOr<Topology> t = ParseTopology(b);
+    if (!t.ok()) return fail(absl::StrCat("--baseline: ", t.status().message()));
+    if (t->servers == servers && t->workers == workers) {
+      return fail(absl::StrCat("--baseline: ", b, " is the topology being measured"));
+    }
+    baseline = *t;
+  }
 
   std::vector<Mode> modes;
   for (absl::string_view m : absl::StrSplit(absl::GetFlag(FLAGS_modes), ',', absl::SkipEmpty())) {
@@ -632,62 +706,111 @@ int Main() {
   std::printf("raw TCP loopback: %s in 1 MiB write()s, %.3f s, %.3f GB/s, %.3f CPU s/GB\n\n",
               SizeLabel(tcp->bytes).c_str(), tcp->seconds, tcp->goodput_gbps, tcp->cpu_s_per_gb);
   if (repeat > 1) std::printf("each cell: the median of %d repetitions by %% of TCP\n", repeat);
-  std::printf("%-9s %9s %7s %10s %9s %9s %10s %10s %9s %6s\n", "mode", "size", "iters", "GB/s",
+  if (baseline) {
+    std::printf("side by side with %dx%d: 'base GB/s' its median goodput, 'x base' the median "
+                "(lowest-highest) of GB/s / base GB/s over the repetitions\n",
+                baseline->servers, baseline->workers);
+  }
+  std::printf("%-9s %9s %7s %10s %9s %9s %10s %10s %9s %6s", "mode", "size", "iters", "GB/s",
               "% of TCP", "TCP GB/s", "p50 ms", "p99 ms", "CPU s/GB", "wire");
+  if (baseline) std::printf(" %10s %18s", "base GB/s", "x base");
+  std::printf("\n");
   std::fflush(stdout);
 
   absl::StatusOr<Compression> codec = ParseCompression(absl::GetFlag(FLAGS_compression));
   if (!codec.ok()) return fail(absl::StrCat("--compression: ", codec.status().message()));
-  Bench bench(servers, workers, *codec);
-  if (absl::Status st = bench.StartServers(); !st.ok()) {
-    bench.StopServers();
-    return fail(std::string(st.message()));
+  // The measured topology, then the baseline's when asked for; both keep
+  // their servers for the whole run.
+  std::vector<std::unique_ptr<Bench>> benches;
+  benches.push_back(std::make_unique<Bench>(servers, workers, *codec));
+  if (baseline) {
+    benches.push_back(std::make_unique<Bench>(baseline->servers, baseline->workers, *codec));
+  }
+  auto stop_all = [&] {
+    for (auto& b : benches) b->StopServers();
+  };
+  for (auto& b : benches) {
+    if (absl::Status st = b->StartServers(); !st.ok()) {
+      stop_all();
+      return fail(std::string(st.message()));
+    }
   }
   std::vector<Cell> cells;
   for (uint64_t size : sizes) {
-    if (absl::Status st = bench.CreateJob(size); !st.ok()) {
-      bench.StopServers();
-      return fail(std::string(st.message()));
+    for (auto& b : benches) {
+      if (absl::Status st = b->CreateJob(size); !st.ok()) {
+        stop_all();
+        return fail(std::string(st.message()));
+      }
     }
     for (Mode mode : modes) {
       std::vector<Cell> reps;
+      std::vector<double> base_gbps, ratios;
       for (int r = 0; r < repeat; ++r) {
         absl::StatusOr<TcpResult> adjacent = RunTcpBaseline(kCellTcpBytes);
-        absl::StatusOr<Cell> c =
-            adjacent.ok() ? bench.Run(mode, size, iterations, min_seconds) : adjacent.status();
-        if (!c.ok()) {
-          bench.StopServers();
-          return fail(absl::StrCat(ModeName(mode), " ", SizeLabel(size), ": ",
-                                   c.status().ToString()));
+        if (!adjacent.ok()) {
+          stop_all();
+          return fail(std::string(adjacent.status().message()));
         }
-        c->tcp_gbps = adjacent->goodput_gbps;
-        c->pct_of_tcp = 100.0 * c->goodput_gbps / c->tcp_gbps;
-        reps.push_back(*c);
+        // One cell per topology; with a baseline, every other repetition runs
+        // it first, so neither side always gets the warmer machine.
+        std::vector<Cell> got(benches.size());
+        for (size_t k = 0; k < benches.size(); ++k) {
+          const size_t b = (r % 2 == 1) ? benches.size() - 1 - k : k;
+          absl::StatusOr<Cell> c = benches[b]->Run(mode, size, iterations, min_seconds);
+          if (!c.ok()) {
+            stop_all();
+            return fail(absl::StrCat(ModeName(mode), " ", SizeLabel(size),
+                                     b == 0 ? "" : " (baseline)", ": ", c.status().ToString()));
+          }
+          got[b] = *c;
+        }
+        Cell& c = got[0];
+        c.tcp_gbps = adjacent->goodput_gbps;
+        c.pct_of_tcp = 100.0 * c.goodput_gbps / c.tcp_gbps;
+        if (baseline) {
+          base_gbps.push_back(got[1].goodput_gbps);
+          ratios.push_back(c.goodput_gbps / got[1].goodput_gbps);
+        }
+        reps.push_back(c);
       }
       std::sort(reps.begin(), reps.end(),
                 [](const Cell& a, const Cell& b) { return a.pct_of_tcp < b.pct_of_tcp; });
-      const Cell& c = reps[reps.size() / 2];
-      std::printf("%-9s %9s %7d %10.3f %8.1f%% %9.3f %10.3f %10.3f %9.3f %5.1f%%\n",
+      Cell c = reps[reps.size() / 2];
+      std::printf("%-9s %9s %7d %10.3f %8.1f%% %9.3f %10.3f %10.3f %9.3f %5.1f%%",
                   ModeName(mode), SizeLabel(size).c_str(), c.iterations, c.goodput_gbps,
                   c.pct_of_tcp, c.tcp_gbps, c.p50_ms, c.p99_ms, c.cpu_s_per_gb,
                   100 * c.wire_ratio);
+      if (baseline) {
+        c.baseline_gbps = Median(base_gbps);
+        c.vs_baseline = Median(ratios);
+        c.vs_baseline_min = *std::min_element(ratios.begin(), ratios.end());
+        c.vs_baseline_max = *std::max_element(ratios.begin(), ratios.end());
+        std::printf(" %10.3f %18s", c.baseline_gbps,
+                    absl::StrFormat("%.3f (%.3f-%.3f)", c.vs_baseline, c.vs_baseline_min,
+                                    c.vs_baseline_max)
+                        .c_str());
+      }
+      std::printf("\n");
       std::fflush(stdout);
       cells.push_back(c);
     }
-    if (absl::Status st = bench.DropJob(); !st.ok()) {
-      bench.StopServers();
-      return fail(std::string(st.message()));
+    for (auto& b : benches) {
+      if (absl::Status st = b->DropJob(); !st.ok()) {
+        stop_all();
+        return fail(std::string(st.message()));
+      }
     }
   }
-  bench.StopServers();
+  stop_all();
 
   if (csv_out.is_open()) {
-    csv_out << Csv(cells, *tcp, servers, workers);
+    csv_out << Csv(cells, *tcp, servers, workers, baseline);
     csv_out.close();
     if (!csv_out) return fail(absl::StrCat("--csv: cannot write ", absl::GetFlag(FLAGS_csv)));
   }
   if (json_out.is_open()) {
-    json_out << Json(cells, *tcp, servers, workers);
+    json_out << Json(cells, *tcp, servers, workers, baseline);
     json_out.close();
     if (!json_out) return fail(absl::StrCat("--json: cannot write ", absl::GetFlag(FLAGS_json)));
   }
@@ -711,7 +834,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Push/pull goodput, latency and CPU cost against raw TCP loopback.\n"
       "Usage: tessera-bench-pushpull [--servers=1] [--workers=1] [--sizes=4K,64K,1M,16M,64M,256M] "
-      "[--modes=push,pull,pushpull] [--streams=2] [--quick] [--csv=PATH] [--json=PATH] "
+      "[--modes=push,pull,pushpull] [--streams=2] [--baseline=SxW] [--quick] [--csv=PATH] "
+      "[--json=PATH] "
       "[--svg=PATH]");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {
