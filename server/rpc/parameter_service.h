@@ -16,10 +16,12 @@
 
 namespace tessera::server {
 
-// Payload bytes of one pulled chunk: the largest a chunk may be. On the idle
-// 2-core machine 1 MiB pieces pulled 16/64 MiB tensors at 71-72% of raw TCP
-// (median of 3), 256 KiB pieces at 60-73%; 4 MiB is past the chunk limit.
-inline constexpr size_t kPullPieceBytes = kMaxChunkBytes;
+// Payload bytes of one pulled chunk. 512 KiB: with 2 servers x 2 workers on
+// the 2-core machine (four pull streams at once), 64 MiB pulls ran at 3.82
+// against 3.45 GB/s with 1 MiB pieces (means of 5 alternations side by side
+// with 1x1, pushpull.md item 35), 1x1 level or better. Earlier, one stream per
+// pull: 1 MiB pieces 71-72% of raw TCP at 16/64 MiB, 256 KiB pieces 60-73%.
+inline constexpr size_t kPullPieceBytes = kMaxChunkBytes / 2;
 
 // Pushed float32 chunks of at least this many bytes stay in gRPC's receive
 // slices until the optimizer step reads them (PushSession::AddChunkHeld);
