@@ -317,10 +317,6 @@ class Bench {
     return absl::OkStatus();
   }
 
-  void StopServers() {
-    for (auto& s : servers_) s->Stop();
-  }
-
   // Creates the job holding one float tensor of `bytes` on every server.
   absl::Status CreateJob(uint64_t bytes) {
     JobSpec spec;
@@ -720,18 +716,14 @@ int Main() {
   absl::StatusOr<Compression> codec = ParseCompression(absl::GetFlag(FLAGS_compression));
   if (!codec.ok()) return fail(absl::StrCat("--compression: ", codec.status().message()));
   // The measured topology, then the baseline's when asked for; both keep
-  // their servers for the whole run.
+  // their servers for the whole run (each stops in its destructor).
   std::vector<std::unique_ptr<Bench>> benches;
   benches.push_back(std::make_unique<Bench>(servers, workers, *codec));
   if (baseline) {
     benches.push_back(std::make_unique<Bench>(baseline->servers, baseline->workers, *codec));
   }
-  auto stop_all = [&] {
-    for (auto& b : benches) b->StopServers();
-  };
   for (auto& b : benches) {
     if (absl::Status st = b->StartServers(); !st.ok()) {
-      stop_all();
       return fail(std::string(st.message()));
     }
   }
@@ -739,7 +731,6 @@ int Main() {
   for (uint64_t size : sizes) {
     for (auto& b : benches) {
       if (absl::Status st = b->CreateJob(size); !st.ok()) {
-        stop_all();
         return fail(std::string(st.message()));
       }
     }
@@ -749,7 +740,6 @@ int Main() {
       for (int r = 0; r < repeat; ++r) {
         absl::StatusOr<TcpResult> adjacent = RunTcpBaseline(kCellTcpBytes);
         if (!adjacent.ok()) {
-          stop_all();
           return fail(std::string(adjacent.status().message()));
         }
         // One cell per topology; with a baseline, every other repetition runs
@@ -759,7 +749,6 @@ int Main() {
           const size_t b = (r % 2 == 1) ? benches.size() - 1 - k : k;
           absl::StatusOr<Cell> c = benches[b]->Run(mode, size, iterations, min_seconds);
           if (!c.ok()) {
-            stop_all();
             return fail(absl::StrCat(ModeName(mode), " ", SizeLabel(size),
                                      b == 0 ? "" : " (baseline)", ": ", c.status().ToString()));
           }
@@ -797,12 +786,11 @@ int Main() {
     }
     for (auto& b : benches) {
       if (absl::Status st = b->DropJob(); !st.ok()) {
-        stop_all();
         return fail(std::string(st.message()));
       }
     }
   }
-  stop_all();
+  benches.clear();
 
   if (csv_out.is_open()) {
     csv_out << Csv(cells, *tcp, servers, workers, baseline);

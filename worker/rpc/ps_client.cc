@@ -103,13 +103,12 @@ class PayloadPins {
 // `sender` thread for `key` when one is given (gRPC sends it to the socket
 // on the thread that starts it), so the stripes of a push are copied to the
 // kernel on several cores at once; later writes start from the reaction to
-// the write before. EndPush()
-// queues the push's last chunk (its end_of_push set), and the server answers
-// each push with one PushResponse. A push the server
-// refuses ends the stream with its status; so does a broken connection. A
-// hold keeps the call open between pushes: Close() cancels the stream
-// (discarding a push still open on it) and returns its status once gRPC is
-// done with it. Thread-safe.
+// the write before. EndPush() queues the push's last chunk (its end_of_push
+// set), and the server answers each push with one PushResponse. A push the
+// server refuses ends the stream with its status; so does a broken
+// connection. A hold keeps the call open between pushes: Close() cancels the
+// stream (discarding a push still open on it) and returns its status once
+// gRPC is done with it. Thread-safe.
 class PushStreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   PushStreamCall(grpc::GenericStub* stub, KeyedExecutor* sender, uint64_t key)
@@ -573,8 +572,9 @@ absl::Status GrpcParameterClient::BeginPush(int64_t clock) {
       const Stripe& stripe = stripes_[i];
       // Stripe 0 writes from the caller's thread, each other from its own
       // sender thread (keys 1..n-1 over n-1 threads: one each).
+      KeyedExecutor* const sender = i == 0 ? nullptr : sender_.get();
       stream = std::make_unique<internal::PushStreamCall>(
-          servers_[stripe.server].stubs[stripe.part].get(), i == 0 ? nullptr : sender_.get(), i);
+          servers_[stripe.server].stubs[stripe.part].get(), sender, i);
     }
   }
   push_open_ = true;
