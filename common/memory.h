@@ -1,6 +1,8 @@
 #ifndef TESSERA_COMMON_MEMORY_H_
 #define TESSERA_COMMON_MEMORY_H_
 
+#include <cstddef>
+
 namespace tessera {
 
 // Restarts the program (execv of /proc/self/exe: same pid, same arguments)
@@ -30,6 +32,14 @@ void KeepLargeAllocations();
 // percent of a parameter server's CPU on small pushes). Tests keep it.
 // Call once at the top of main(), before threads start.
 void DisableMutexDeadlockDetection();
+
+// Copies n bytes from src to dst as memcpy does, with non-temporal stores
+// on x86-64 (memcpy elsewhere): dst's cache lines are not read first (no
+// read for ownership) and not kept in the cache. For a large destination
+// that is not read again soon, such as the parameters a pull of many
+// megabytes lands in. The stores are visible to other threads, in order with
+// later stores, once it returns. The ranges must not overlap.
+void StreamingCopy(void* dst, const void* src, size_t n);
 
 }  // namespace tessera
 

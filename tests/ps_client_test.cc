@@ -189,6 +189,31 @@ TEST_F(PsClientTest, StripedPushesAndPullsMoveExactValues) {
   }
 }
 
+// Pulls written with streaming stores (here every pull, over 1-6 stripes)
+// land the same values, and the plain copy stays for pulls under the size.
+TEST_F(PsClientTest, PullsWithStreamingStoresMoveExactValues) {
+  StartJob(CompressionSpec());
+  const std::vector<float> w = Held("w", kW), b = Held("b", kB);
+  for (int streams : {1, 2, 3, 6}) {
+    for (uint64_t from_bytes : {uint64_t{0}, (kW + kB) * sizeof(float) + 1}) {
+      worker::PsClientOptions options;
+      options.streams = streams;
+      options.streamed_pull_bytes = from_bytes;
+      auto client = GrpcParameterClient::Create("j", 0, plan_, options);
+      ASSERT_TRUE(client.ok()) << client.status();
+      // Misaligned by one float, with a guard either side.
+      std::vector<float> pw(kW + 2, NAN), pb(kB + 2, NAN);
+      std::vector<absl::Span<float>> spans = {absl::MakeSpan(pw).subspan(1, kW),
+                                              absl::MakeSpan(pb).subspan(1, kB)};
+      int64_t view = -5;
+      ASSERT_TRUE((*client)->Pull(0, absl::MakeConstSpan(spans), &view).ok()) << streams;
+      EXPECT_TRUE(std::isnan(pw.front()) && std::isnan(pw.back())) << streams;
+      ASSERT_TRUE(std::equal(w.begin(), w.end(), pw.begin() + 1)) << streams << " " << from_bytes;
+      ASSERT_TRUE(std::equal(b.begin(), b.end(), pb.begin() + 1)) << streams << " " << from_bytes;
+    }
+  }
+}
+
 TEST_F(PsClientTest, StreamedPushInAnyOrderAndAStartedPull) {
   StartJob(CompressionSpec());
   const std::vector<float> w0 = Initial(0);

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/memory.h"
+#include "common/status_macros.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/wire_format_lite.h"
 #include "grpcpp/support/proto_buffer_reader.h"
@@ -147,22 +149,44 @@ absl::Status ChunkPayload::ReadTo(char* dst) {
   return absl::OkStatus();
 }
 
+absl::Status ChunkPayload::StreamTo(char* dst) {
+  if (absl::Status st = Use(); !st.ok()) return st;
+  if (deferred_ != nullptr) {
+    StreamingCopy(dst, deferred_->data(), size_);
+    return absl::OkStatus();
+  }
+  return ForEachSlice([&dst](const grpc::Slice& s, size_t from, size_t to) {
+    StreamingCopy(dst, s.begin() + from, to - from);
+    dst += to - from;
+  });
+}
+
 absl::StatusOr<std::shared_ptr<const HeldBytes>> ChunkPayload::Hold() {
   if (absl::Status st = Use(); !st.ok()) return st;
   if (deferred_ != nullptr) return std::make_shared<StringHeldBytes>(std::move(*deferred_));
+  // Sub-slices share the memory.
+  std::vector<grpc::Slice> held;
+  TESSERA_RETURN_IF_ERROR(ForEachSlice([&held](const grpc::Slice& s, size_t from, size_t to) {
+    held.push_back(s.sub(from, to));
+  }));
+  return std::make_shared<SliceBytes>(std::move(held));
+}
+
+absl::Status ChunkPayload::ForEachSlice(
+    absl::FunctionRef<void(const grpc::Slice& all, size_t from, size_t to)> fn) {
   std::vector<grpc::Slice> all;
   if (!buffer_->Dump(&all).ok()) return absl::DataLossError("chunk payload unreadable");
-  // Sub-slices share the memory: the ones covering [at_, at_ + size_).
-  std::vector<grpc::Slice> held;
+  // The parts of the slices covering [at_, at_ + size_).
   size_t begin = 0;
   for (const grpc::Slice& s : all) {
     const size_t end = begin + s.size();
     const size_t from = std::max(begin, at_);
     const size_t to = std::min(end, at_ + size_);
-    if (from < to) held.push_back(s.sub(from - begin, to - begin));
+    if (from < to) fn(s, from - begin, to - begin);
     begin = end;
   }
-  return std::make_shared<SliceBytes>(std::move(held));
+  if (begin < at_ + size_) return absl::DataLossError("chunk payload ends early");
+  return absl::OkStatus();
 }
 
 absl::Status DecodeChunk(grpc::ByteBuffer* buffer, google::protobuf::MessageLite* header,

@@ -59,6 +59,9 @@ class ChunkPayload {
   // Copies the payload to dst (size() bytes). DATA_LOSS if the buffer ends
   // early. At most once, and not after Hold.
   absl::Status ReadTo(char* dst);
+  // As ReadTo, with StreamingCopy (common/memory.h): for a large destination
+  // that is not read again soon.
+  absl::Status StreamTo(char* dst);
   // The payload without a copy: the returned bytes share gRPC's receive
   // slices (or the decoder's copy of a payload that came before header
   // fields), which stay alive as long as they do. At most once, and not
@@ -76,6 +79,10 @@ class ChunkPayload {
   explicit ChunkPayload(std::string* deferred) : deferred_(deferred), size_(deferred->size()) {}
 
   absl::Status Use();  // FAILED_PRECONDITION on a second use
+  // Calls fn on each of the received slices' parts that make up the payload,
+  // in order (not for a deferred payload). DATA_LOSS if they end early.
+  absl::Status ForEachSlice(absl::FunctionRef<void(const grpc::Slice& all, size_t from,
+                                                   size_t to)> fn);
 
   grpc::ByteBuffer* buffer_ = nullptr;
   google::protobuf::io::CodedInputStream* in_ = nullptr;

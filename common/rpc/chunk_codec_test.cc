@@ -196,6 +196,46 @@ TEST(ChunkCodecTest, HoldKeepsThePayloadInTheReceiveSlicesAndCopiesAnyRangeOut) 
   }
 }
 
+// StreamTo copies what ReadTo does: whole, across 7-byte slices (floats
+// straddling them), and the deferred copy of a payload that header fields
+// follow; once only.
+TEST(ChunkCodecTest, StreamToCopiesThePayloadAsReadToDoes) {
+  const std::vector<float> v = Values(70001);
+  const size_t nbytes = v.size() * sizeof(float);
+  PullChunk header;
+  header.set_tensor("dense0/w");
+  header.set_offset(8);
+  const std::string bytes = Flatten(EncodeChunk(
+      header, PullChunk::kValuesFieldNumber, nbytes,
+      [&](char* dst) { std::memcpy(dst, v.data(), nbytes); }));
+  PullChunk foreign = header;
+  foreign.set_values(reinterpret_cast<const char*>(v.data()), nbytes);
+  foreign.set_scale(2.0f);  // a field after the payload
+  const std::vector<std::pair<std::string, size_t>> cases = {
+      {bytes, bytes.size()}, {bytes, 7}, {bytes, 65536}, {foreign.SerializeAsString(), 5}};
+  for (const auto& [wire, piece] : cases) {
+    grpc::ByteBuffer in = Fragmented(wire, piece);
+    PullChunk decoded;
+    // One float past each end, to see that nothing else is written.
+    std::vector<float> out(v.size() + 2, -1.0f);
+    ASSERT_TRUE(DecodeChunk(&in, &decoded, PullChunk::kValuesFieldNumber,
+                            [&](ChunkPayload& payload) -> absl::Status {
+                              absl::Status st =
+                                  payload.StreamTo(reinterpret_cast<char*>(out.data() + 1));
+                              EXPECT_EQ(payload.StreamTo(reinterpret_cast<char*>(out.data() + 1))
+                                            .code(),
+                                        absl::StatusCode::kFailedPrecondition);
+                              return st;
+                            })
+                    .ok())
+        << piece;
+    EXPECT_EQ(decoded.tensor(), "dense0/w");
+    EXPECT_EQ(out.front(), -1.0f);
+    EXPECT_EQ(out.back(), -1.0f);
+    EXPECT_TRUE(std::equal(v.begin(), v.end(), out.begin() + 1)) << "slices of " << piece;
+  }
+}
+
 TEST(ChunkCodecTest, ANoPayloadChunkStillReachesTheCallback) {
   PullChunk chunk;
   chunk.set_tensor("t");

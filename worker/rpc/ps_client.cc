@@ -264,7 +264,8 @@ absl::Status DecodePullChunk(grpc::ByteBuffer* chunk, const PullTarget& target,
         }
         float* dst = target.params[it - names.begin()].data() + header.offset();
         if (!narrowed) {
-          TESSERA_RETURN_IF_ERROR(payload.ReadTo(reinterpret_cast<char*>(dst)));
+          char* out = reinterpret_cast<char*>(dst);
+          TESSERA_RETURN_IF_ERROR(target.stream ? payload.StreamTo(out) : payload.ReadTo(out));
         } else {
           // A 16-bit chunk (FP16/BF16): read whole, widened into the parameters.
           narrow->resize(payload.size());
@@ -820,6 +821,9 @@ absl::Status GrpcParameterClient::StartPull(int64_t clock,
   }
   pull_target_.names = &tensor_names_;
   pull_target_.params.assign(params.begin(), params.end());
+  uint64_t pull_bytes = 0;
+  for (const absl::Span<float>& p : params) pull_bytes += p.size() * sizeof(float);
+  pull_target_.stream = pull_bytes >= options_.streamed_pull_bytes;
   pull_streams_.resize(stripes_.size());
   for (size_t i = 0; i < stripes_.size(); ++i) {
     const Stripe& stripe = stripes_[i];

@@ -29,6 +29,14 @@ struct PsClientOptions {
   // development machine 2 beat 1 by 8-37% for one worker and one server
   // (1-64 MiB), and 4 lost to 2; with 2 servers, striping on top lost.
   int streams = 2;
+  // A pull of this many float32 bytes or more is copied into the caller's
+  // buffers with streaming stores (StreamingCopy, common/memory.h): buffers
+  // this large do not stay in a core's cache for the step that reads them
+  // anyway, and skipping the read for ownership of each destination line
+  // saved 5-11% of the CPU per pulled byte at 16 and 64 MiB here
+  // (benchmarks/results/pushpull/pushpull.md, item 36). Smaller pulls are
+  // copied plainly and stay in the cache.
+  uint64_t streamed_pull_bytes = uint64_t{4} << 20;
 };
 
 // The least payload a stripe carries: a smaller share stays one stream.
@@ -46,6 +54,8 @@ class PullStreamCall;
 struct PullTarget {
   const std::vector<std::string>* names = nullptr;
   std::vector<absl::Span<float>> params;
+  // Written with streaming stores (PsClientOptions::streamed_pull_bytes).
+  bool stream = false;
 };
 }  // namespace internal
 

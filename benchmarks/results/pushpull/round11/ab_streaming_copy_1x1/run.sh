@@ -1,0 +1,9 @@
+#!/bin/bash
+for i in 1 2 3 4 5 6; do
+  for v in main NT; do
+    if [ $((i % 2)) -eq 0 ]; then [ $v = main ] && v=NT || v=main; fi
+    b=/tmp/bench_$v; [ $v = main ] && b=/tmp/bench_B512
+    $b --servers=1 --workers=1 --sizes=16M,64M --modes=pull,pushpull --repeat=5 > $v.$i.txt 2>&1
+  done
+done
+echo done > done
