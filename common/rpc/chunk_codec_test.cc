@@ -37,6 +37,28 @@ std::string Flatten(const grpc::ByteBuffer& buffer) {
   return out;
 }
 
+// `v` as a chunk's payload, in the ways a decoder meets it: `bytes` as
+// EncodeChunk writes it, and `foreign` with a header field after the payload
+// (foreign field order), which the decoder copies aside first.
+template <typename Chunk>
+struct PayloadWires {
+  explicit PayloadWires(const std::vector<float>& v) {
+    const size_t nbytes = v.size() * sizeof(float);
+    Chunk header;
+    header.set_tensor("dense0/w");
+    header.set_offset(8);
+    bytes = Flatten(EncodeChunk(header, Chunk::kValuesFieldNumber, nbytes,
+                                [&](char* dst) { std::memcpy(dst, v.data(), nbytes); }));
+    Chunk after = header;
+    after.set_values(reinterpret_cast<const char*>(v.data()), nbytes);
+    after.set_encoding(COMPRESSION_NONE);
+    after.set_scale(2.0f);  // a field after the payload
+    foreign = after.SerializeAsString();
+  }
+  std::string bytes;
+  std::string foreign;
+};
+
 TEST(ChunkCodecTest, EncodesExactlyWhatProtobufWouldAndDecodesIntoTheDestination) {
   const std::vector<float> v = Values(1001);
   PushChunk header;
@@ -153,20 +175,10 @@ TEST(ChunkCodecTest, DecodesAPayloadThatHeaderFieldsFollow) {
 TEST(ChunkCodecTest, HoldKeepsThePayloadInTheReceiveSlicesAndCopiesAnyRangeOut) {
   const std::vector<float> v = Values(1001);
   const size_t nbytes = v.size() * sizeof(float);
-  PushChunk header;
-  header.set_tensor("dense0/w");
-  header.set_offset(8);
-  const std::string bytes = Flatten(EncodeChunk(
-      header, PushChunk::kValuesFieldNumber, nbytes,
-      [&](char* dst) { std::memcpy(dst, v.data(), nbytes); }));
-  // Whole; 7-byte slices, so floats straddle slices; and the deferred copy
-  // taken when header fields follow the payload (foreign field order).
-  PushChunk foreign = header;
-  foreign.set_values(reinterpret_cast<const char*>(v.data()), nbytes);
-  foreign.set_encoding(COMPRESSION_NONE);
-  foreign.set_scale(2.0f);  // field 9, after the payload (6)
+  const PayloadWires<PushChunk> wires(v);
+  // Whole; 7-byte slices, so floats straddle slices; and the deferred copy.
   const std::vector<std::pair<std::string, size_t>> cases = {
-      {bytes, bytes.size()}, {bytes, 7}, {foreign.SerializeAsString(), 5}};
+      {wires.bytes, wires.bytes.size()}, {wires.bytes, 7}, {wires.foreign, 5}};
   for (const auto& [wire, piece] : cases) {
     std::shared_ptr<const HeldBytes> held;
     {
@@ -196,23 +208,15 @@ TEST(ChunkCodecTest, HoldKeepsThePayloadInTheReceiveSlicesAndCopiesAnyRangeOut) 
   }
 }
 
-// StreamTo copies what ReadTo does: whole, across 7-byte slices (floats
-// straddling them), and the deferred copy of a payload that header fields
-// follow; once only.
-TEST(ChunkCodecTest, StreamToCopiesThePayloadAsReadToDoes) {
+// StreamTo copies the payload exactly: whole, across 7-byte slices (floats
+// straddling them) and 64 KiB ones, and the deferred copy of a payload that
+// header fields follow; once only.
+TEST(ChunkCodecTest, StreamToCopiesThePayloadLikeReadTo) {
   const std::vector<float> v = Values(70001);
-  const size_t nbytes = v.size() * sizeof(float);
-  PullChunk header;
-  header.set_tensor("dense0/w");
-  header.set_offset(8);
-  const std::string bytes = Flatten(EncodeChunk(
-      header, PullChunk::kValuesFieldNumber, nbytes,
-      [&](char* dst) { std::memcpy(dst, v.data(), nbytes); }));
-  PullChunk foreign = header;
-  foreign.set_values(reinterpret_cast<const char*>(v.data()), nbytes);
-  foreign.set_scale(2.0f);  // a field after the payload
+  const PayloadWires<PullChunk> wires(v);
   const std::vector<std::pair<std::string, size_t>> cases = {
-      {bytes, bytes.size()}, {bytes, 7}, {bytes, 65536}, {foreign.SerializeAsString(), 5}};
+      {wires.bytes, wires.bytes.size()}, {wires.bytes, 7}, {wires.bytes, 65536},
+      {wires.foreign, 5}};
   for (const auto& [wire, piece] : cases) {
     grpc::ByteBuffer in = Fragmented(wire, piece);
     PullChunk decoded;
