@@ -971,7 +971,8 @@ absl::StatusOr<std::unique_ptr<PushSession>> ShardStore::BeginPush(const std::st
 
 absl::StatusOr<std::shared_ptr<PushSession>> ShardStore::JoinPush(const std::string& job_id,
                                                                   int worker, int64_t clock,
-                                                                  uint64_t push_id, int parts) {
+                                                                  uint64_t push_id, int parts,
+                                                                  uint64_t prior_push_id) {
   if (parts < 1 || parts > kMaxPushParts) {
     return absl::InvalidArgumentError(absl::StrCat("push to job '", job_id, "' in ", parts,
                                                    " parts; want 1..", kMaxPushParts));
@@ -989,13 +990,18 @@ absl::StatusOr<std::shared_ptr<PushSession>> ShardStore::JoinPush(const std::str
   {
     absl::MutexLock lock(&job->pushes_mu);
     auto& open = job->open_pushes;
-    for (auto it = open.lower_bound({worker, 0}); it != open.end() && it->first.first == worker;) {
-      if (it->first.second == push_id) {
-        ++it;
-        continue;
+    // The stream that opens a push abandons the worker's other open pushes
+    // but its prior. One that joins abandons nothing: with two pushes in
+    // flight, the older one's last parts arrive after the newer one opened.
+    if (open.find({worker, push_id}) == open.end()) {
+      for (auto it = open.lower_bound({worker, 0}); it != open.end() && it->first.first == worker;) {
+        if (prior_push_id != 0 && it->first.second == prior_push_id) {
+          ++it;
+          continue;
+        }
+        abandoned.push_back(std::move(it->second.session));
+        it = open.erase(it);
       }
-      abandoned.push_back(std::move(it->second.session));
-      it = open.erase(it);
     }
     auto [it, opened] = open.try_emplace({worker, push_id});
     Job::OpenPush& push = it->second;

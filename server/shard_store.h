@@ -334,18 +334,21 @@ class ShardStore {
 
   // One stream of a push that `worker` split over `parts` streams (one per
   // channel), named by the client's `push_id`: the first stream to arrive
-  // opens the session, the others join it. A worker pushes one push at a
-  // time, so its open sessions with another push_id were abandoned: they are
-  // failed (ABORTED) and dropped, as are those of workers that leave the
-  // live set, on DropJob and on Shutdown. (A stream of a push the client had
+  // opens the session, the others join it. A worker has at most two pushes
+  // open: this one and, when `prior_push_id` is not 0, the push before it,
+  // whose answers it has not had yet (its other parts may still be on their
+  // way). So the stream that opens a push finds the worker's open sessions
+  // with any other push_id abandoned: they are failed (ABORTED) and dropped
+  // (a stream that joins an open push drops nothing), as are those of
+  // workers that leave the live set, on DropJob and on Shutdown. (A stream of a push the client had
   // already given up on that arrives late fails the worker's newer push the
-  // same way; the client sees ABORTED, and nothing partial is applied.) parts == 1 is BeginPush. Errors as
-  // BeginPush; INVALID_ARGUMENT for parts outside [1, kMaxPushParts], a
-  // stream that disagrees with the session on clock or parts, or one stream
-  // more than `parts`.
+  // same way; the client sees ABORTED, and nothing partial is applied.)
+  // parts == 1 is BeginPush. Errors as BeginPush; INVALID_ARGUMENT for parts
+  // outside [1, kMaxPushParts], a stream that disagrees with the session on
+  // clock or parts, or one stream more than `parts`.
   absl::StatusOr<std::shared_ptr<PushSession>> JoinPush(const std::string& job_id, int worker,
                                                         int64_t clock, uint64_t push_id,
-                                                        int parts);
+                                                        int parts, uint64_t prior_push_id = 0);
 
   // Reads `slices` (each inside one slice held here) for `worker` at `clock`,
   // waiting per the job's mode (see the class comment) until `deadline`.

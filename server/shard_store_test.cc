@@ -577,6 +577,58 @@ TEST_F(ShardStoreTest, UnfinishedPushesInPartsAreDroppedWhenTheirWorkerMovesOn) 
   EXPECT_EQ((*next)->EndPart().code(), absl::StatusCode::kAborted);
 }
 
+// A worker with two pushes in flight (PsClientOptions::pushes_in_flight):
+// the newer names the older as its prior, and both stay open until each
+// has all its parts; a third push that names only the second abandons
+// whatever else of the worker is still open.
+TEST_F(ShardStoreTest, APushNamingItsPriorKeepsThatPushOpen) {
+  Create(ASYNC, {0});
+  const std::vector<float> g1 = Grad(1.0f), g2 = Grad(2.0f);
+  auto bytes = [](const std::vector<float>& g) { return reinterpret_cast<const char*>(g.data()); };
+  // Push 10's first part, then push 11's first part, then both second parts:
+  // push 10's second part joins its push and abandons nothing.
+  auto a10 = store_.JoinPush("j", 0, 0, 10, 2);
+  ASSERT_TRUE(a10.ok()) << a10.status();
+  ASSERT_TRUE((*a10)->AddChunk("w", 0, bytes(g1), 16).ok());
+  ASSERT_TRUE((*a10)->EndPart().ok());
+  auto a11 = store_.JoinPush("j", 0, 1, 11, 2, /*prior_push_id=*/10);
+  ASSERT_TRUE(a11.ok()) << a11.status();
+  ASSERT_TRUE((*a11)->AddChunk("w", 0, bytes(g2), 16).ok());
+  ASSERT_TRUE((*a11)->EndPart().ok());
+  auto b10 = store_.JoinPush("j", 0, 0, 10, 2);
+  ASSERT_TRUE(b10.ok()) << b10.status();
+  EXPECT_EQ(b10->get(), a10->get());
+  ASSERT_TRUE((*b10)->AddChunk("w", 4, bytes(g1) + 16, 16).ok());
+  ASSERT_TRUE((*b10)->EndPart().ok());
+  std::vector<float> want = Initial(0, kSize);
+  for (uint64_t i = 0; i < kSize; ++i) want[i] -= 0.5f * g1[i];
+  EXPECT_EQ(PullW(1)->values, want);  // push 10 alone so far
+  auto b11 = store_.JoinPush("j", 0, 1, 11, 2, /*prior_push_id=*/10);
+  ASSERT_TRUE(b11.ok()) << b11.status();
+  ASSERT_TRUE((*b11)->AddChunk("w", 4, bytes(g2) + 16, 16).ok());
+  ASSERT_TRUE((*b11)->EndPart().ok());
+  for (uint64_t i = 0; i < kSize; ++i) want[i] -= 0.5f * g2[i];
+  EXPECT_EQ(PullW(2)->values, want);
+  EXPECT_EQ(store_.Stats("j")->pushes, 2u);
+
+  // Push 13 names 12 as its prior and keeps it open. A late part of push 5,
+  // one the worker gave up on long ago, names neither: it abandons both, as
+  // a late stream abandons a newer push with one push in flight. Push 14
+  // then names 13, so the stray push 5 is abandoned in turn.
+  auto a12 = store_.JoinPush("j", 0, 2, 12, 2, 11);
+  auto a13 = store_.JoinPush("j", 0, 3, 13, 2, 12);
+  ASSERT_TRUE(a12.ok() && a13.ok());
+  ASSERT_TRUE((*a12)->EndPart().ok());  // 12 still open after 13 arrived
+  auto a5 = store_.JoinPush("j", 0, 0, 5, 2, 4);
+  ASSERT_TRUE(a5.ok());
+  EXPECT_EQ((*a12)->AddChunk("w", 4, bytes(g1), 16).code(), absl::StatusCode::kAborted);
+  EXPECT_EQ((*a13)->EndPart().code(), absl::StatusCode::kAborted);
+  auto a14 = store_.JoinPush("j", 0, 4, 14, 2, 13);
+  ASSERT_TRUE(a14.ok());
+  EXPECT_EQ((*a5)->EndPart().code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(PullW(3)->values, want);  // nothing of 12, 13 or 5
+}
+
 TEST_F(ShardStoreTest, JoinPushRejectsBadParts) {
   Create(ASYNC, {0});
   for (int parts : {0, -1, kMaxPushParts + 1}) {

@@ -18,6 +18,7 @@
 #include "common/job_spec.h"
 #include "common/range.h"
 #include "common/rpc/grpc_status.h"
+#include "common/status_macros.h"
 #include "gtest/gtest.h"
 #include "server/rpc/parameter_server.h"
 
@@ -94,7 +95,11 @@ class PsClientTest : public ::testing::Test {
                       ->CreateJob("j", spec, {plan_.tensors(0), plan_.tensors(1)}, held[s], {0})
                       .ok());
     }
-    auto client = GrpcParameterClient::Create("j", 0, plan_);
+    // Pushes in flight whatever the plan's size (the tests' is 3 MiB), the
+    // path with more to get wrong.
+    worker::PsClientOptions options;
+    options.overlapped_push_bytes = 0;
+    auto client = GrpcParameterClient::Create("j", 0, plan_, options);
     ASSERT_TRUE(client.ok()) << client.status();
     client_ = std::move(*client);
   }
@@ -117,7 +122,10 @@ class PsClientTest : public ::testing::Test {
   }
 
   // What the servers hold, read from the stores directly (always fp32).
+  // What the servers hold, read from their stores once the client's push
+  // in flight is answered.
   std::vector<float> Held(const std::string& tensor, uint64_t size) {
+    EXPECT_TRUE(client_->AwaitPushes().ok());
     std::vector<float> out(size);
     for (const ServerSlices& ss : plan_.servers()) {
       for (const TensorSlice& slice : ss.slices()) {
@@ -134,6 +142,13 @@ class PsClientTest : public ::testing::Test {
   absl::Status Push(int64_t clock, const std::vector<float>& w, const std::vector<float>& b) {
     std::vector<absl::Span<const float>> grads = {w, b};
     return client_->Push(clock, absl::MakeConstSpan(grads));
+  }
+  // Push, then its answers: the push's own outcome (Push returns once it is
+  // written out, and reports the push before it).
+  absl::Status PushAnswered(int64_t clock, const std::vector<float>& w,
+                            const std::vector<float>& b) {
+    TESSERA_RETURN_IF_ERROR(Push(clock, w, b));
+    return client_->AwaitPushes();
   }
 
   JobSpec spec_;
@@ -276,6 +291,7 @@ TEST_F(PsClientTest, AbandonedStripedPushesApplyNothing) {
     for (uint64_t i = 0; i < kW; ++i) w[i] -= gw[i];
     for (uint64_t i = 0; i < kB; ++i) b[i] -= gb[i];
   }
+  ASSERT_TRUE((*client)->AwaitPushes().ok());
   EXPECT_EQ(Held("w", kW), w);
   EXPECT_EQ(Held("b", kB), b);
 }
@@ -291,16 +307,79 @@ TEST_F(PsClientTest, APushReturnsAsSoonAsTheServersHaveIt) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(3));
 }
 
+// With pushes_in_flight 2 a push returns once it is written out and the one
+// before it is answered: never more than one unanswered, each landing
+// exactly once and in order, with one stripe per server or several (the
+// server keeps a striped push open beside the next one, which names it).
+// With 1, each push is answered before it returns.
+TEST_F(PsClientTest, PushesInFlightLandExactlyOnceAndOneAtMostIsUnanswered) {
+  StartJob(CompressionSpec());
+  std::vector<float> w = Held("w", kW), b = Held("b", kB);
+  uint64_t committed = 0;  // on server 0, which every push reaches
+  int64_t clock = 0;
+  for (int in_flight : {2, 1}) {
+    for (int streams : {2, 6}) {
+      worker::PsClientOptions options;
+      options.streams = streams;
+      options.pushes_in_flight = in_flight;
+      options.overlapped_push_bytes = 0;
+      auto client = GrpcParameterClient::Create("j", 0, plan_, options);
+      ASSERT_TRUE(client.ok()) << client.status();
+      // Made beforehand, so that the pushes go back to back.
+      const std::vector<float> gw = Gradient(kW, 100 + clock), gb = Gradient(kB, 200 + clock);
+      const std::vector<absl::Span<const float>> grads = {gw, gb};
+      for (int k = 0; k < 20; ++k) {
+        ASSERT_TRUE((*client)->Push(clock++, absl::MakeConstSpan(grads)).ok())
+            << in_flight << " in flight, " << streams << " streams, push " << k;
+        for (uint64_t i = 0; i < kW; ++i) w[i] -= gw[i];
+        for (uint64_t i = 0; i < kB; ++i) b[i] -= gb[i];
+        ++committed;
+        const uint64_t answered = servers_[0]->store()->Stats("j")->pushes;
+        ASSERT_GE(answered, committed - (in_flight - 1)) << in_flight << " " << streams;
+      }
+      ASSERT_TRUE((*client)->AwaitPushes().ok());
+      EXPECT_EQ(servers_[0]->store()->Stats("j")->pushes, committed);
+      EXPECT_EQ(Held("w", kW), w) << in_flight << " in flight, " << streams << " streams";
+      EXPECT_EQ(Held("b", kB), b) << in_flight << " in flight, " << streams << " streams";
+    }
+  }
+  for (int bad : {0, 3}) {
+    worker::PsClientOptions options;
+    options.pushes_in_flight = bad;
+    EXPECT_EQ(GrpcParameterClient::Create("j", 0, plan_, options).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+}
+
+// A push in flight that the server refuses is reported by the next call that
+// waits for it: here the pull after it, which says which push failed.
+TEST_F(PsClientTest, ARefusedPushInFlightFailsTheNextPull) {
+  StartJob(CompressionSpec());
+  const std::vector<float> gw = Gradient(kW, 21), gb = Gradient(kB, 22);
+  ASSERT_TRUE(PushAnswered(0, gw, gb).ok());
+  ASSERT_TRUE(servers_[1]->store()->DropJob("j").ok());
+  ASSERT_TRUE(Push(1, gw, gb).ok());  // written out; the answer comes later
+  std::vector<float> w(kW), b(kB);
+  std::vector<absl::Span<float>> spans = {absl::MakeSpan(w), absl::MakeSpan(b)};
+  const absl::Status st = client_->Pull(2, absl::MakeConstSpan(spans), nullptr);
+  EXPECT_EQ(st.code(), absl::StatusCode::kNotFound) << st;
+  EXPECT_NE(st.message().find("push at clock 1 to server " + plan_.servers(1).address()),
+            absl::string_view::npos)
+      << st;
+  // Reported once: nothing is in flight any more.
+  EXPECT_TRUE(client_->AwaitPushes().ok());
+}
+
 // Pushes share one long-lived stream per server; a push the server refuses
 // ends it, and the next push opens a new one.
 TEST_F(PsClientTest, APushAfterARefusedPushGoesThrough) {
   StartJob(CompressionSpec());
   const std::vector<float> w0 = Initial(0), b0 = Initial(1);
   const std::vector<float> gw = Gradient(kW, 11), gb = Gradient(kB, 12);
-  ASSERT_TRUE(Push(0, gw, gb).ok());
+  ASSERT_TRUE(PushAnswered(0, gw, gb).ok());
   // The second server forgets the job: the push fails there, naming it.
   ASSERT_TRUE(servers_[1]->store()->DropJob("j").ok());
-  const absl::Status refused = Push(1, gw, gb);
+  const absl::Status refused = PushAnswered(1, gw, gb);
   EXPECT_EQ(refused.code(), absl::StatusCode::kNotFound) << refused;
   EXPECT_NE(refused.message().find(plan_.servers(1).address()), absl::string_view::npos)
       << refused;
@@ -332,7 +411,7 @@ TEST_F(PsClientTest, AServerStopsPromptlyWithIdleStreamsOpen) {
   const absl::Time t0 = absl::Now();
   servers_[1]->Stop();
   EXPECT_LT(absl::Now() - t0, absl::Seconds(1)) << "the grace period is 2 s";
-  const absl::Status st = Push(1, Gradient(kW, 15), Gradient(kB, 16));
+  const absl::Status st = PushAnswered(1, Gradient(kW, 15), Gradient(kB, 16));
   EXPECT_FALSE(st.ok());
   EXPECT_NE(st.message().find(plan_.servers(1).address()), absl::string_view::npos) << st;
   std::vector<float> w(kW), b(kB);

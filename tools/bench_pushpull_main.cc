@@ -9,7 +9,14 @@
 // the whole tensor. For each (mode, size) it reports:
 //   goodput   tensor payload bytes moved / wall time, summed over workers
 //             (GB = 1e9 bytes; push+pull moves the tensor twice per op),
-//   p50, p99  per-operation latency over all workers' operations,
+//   p50, p99  per-operation latency over all workers' operations: how long
+//             the caller waits. From 8 MiB on the client keeps up to two
+//             pushes in flight (PsClientOptions::pushes_in_flight and
+//             overlapped_push_bytes, flags of the same names), so a push
+//             returns once it is written out and the push before it is
+//             answered; each worker's last push is waited for inside the
+//             timed run. A pull waits for the push before it, so push+pull
+//             keeps none in flight,
 //   CPU s/GB  getrusage(RUSAGE_SELF) user+sys delta / GB moved; servers run
 //             in this process, so this counts both sides of the wire,
 //   % of TCP  goodput / the raw TCP loopback goodput (one sender thread, one
@@ -90,6 +97,12 @@ ABSL_FLAG(int, streams, tessera::worker::PsClientOptions().streams,
           "Streams each worker's push or pull aims for over all servers (PsClientOptions::"
           "streams): with fewer servers, a server's share is striped over several TCP "
           "connections.");
+ABSL_FLAG(int, pushes_in_flight, tessera::worker::PsClientOptions().pushes_in_flight,
+          "Pushes each worker may have unanswered at once, 1 or 2 (PsClientOptions::"
+          "pushes_in_flight).");
+ABSL_FLAG(uint64_t, overlapped_push_bytes, tessera::worker::PsClientOptions().overlapped_push_bytes,
+          "Tensors of fewer float32 bytes wait for each push's answers "
+          "(PsClientOptions::overlapped_push_bytes).");
 ABSL_FLAG(int, repeat, 1,
           "Run every cell this many times, each right after its own raw TCP baseline, and "
           "report the repetition with the median % of TCP (for shared, noisy machines).");
@@ -385,6 +398,8 @@ class Bench {
     for (int w = 0; w < num_workers_; ++w) {
       worker::PsClientOptions options;
       options.streams = absl::GetFlag(FLAGS_streams);
+      options.pushes_in_flight = absl::GetFlag(FLAGS_pushes_in_flight);
+      options.overlapped_push_bytes = absl::GetFlag(FLAGS_overlapped_push_bytes);
       auto client = worker::GrpcParameterClient::Create(kJobId, w, plan_, options);
       if (!client.ok()) return client.status();
       clients.push_back(std::move(*client));
@@ -409,6 +424,7 @@ class Bench {
     // Warm-up: one untimed operation per worker (channels, server buffers).
     for (int w = 0; w < num_workers_; ++w) {
       if (absl::Status st = op(w, next_clock); !st.ok()) return st;
+      if (absl::Status st = clients[w]->AwaitPushes(); !st.ok()) return st;
     }
     ++next_clock;
     if (iterations <= 0) {
@@ -423,6 +439,7 @@ class Bench {
         ++count;
         elapsed = Now() - t0;
       } while (elapsed < 0.05 * min_seconds && count < 1000);
+      if (absl::Status st = clients[0]->AwaitPushes(); !st.ok()) return st;
       const double per_op = std::max(elapsed / count, 1e-7);
       iterations = static_cast<int>(
           std::min<double>(kMaxIterations, std::ceil(min_seconds / per_op)));
@@ -448,6 +465,7 @@ class Bench {
           }
           latencies[w].push_back(Now() - t0);
         }
+        results[w] = clients[w]->AwaitPushes();  // the last push lands in the timed run
       });
     }
     while (ready.load() < num_workers_) std::this_thread::yield();

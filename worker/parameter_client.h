@@ -37,16 +37,25 @@ class ParameterClient {
   // A push streamed tensor by tensor, so a worker can send a layer's gradient
   // as soon as backward produces it while the rest of backward runs:
   //   BeginPush(clock); PushTensor(i, grad_i) once per tensor of the plan, in
-  //   any order; FinishPush() waits until every server has the whole push.
-  // Nothing is applied unless every tensor was pushed and FinishPush returns
-  // OK (same all-or-nothing rule as Push). The spans given to PushTensor must
-  // stay valid and unchanged until FinishPush returns. After an error the
-  // stream is abandoned; the next BeginPush starts afresh.
+  //   any order; FinishPush() waits until every server has the whole push,
+  //   or, in a client that keeps a push in flight (PsClientOptions::
+  //   pushes_in_flight), until it is on its way and the push before it was
+  //   answered.
+  // Nothing is applied unless every tensor was pushed and the push is
+  // answered OK (same all-or-nothing rule as Push). The spans given to
+  // PushTensor must stay valid and unchanged until FinishPush returns. After
+  // an error the stream is abandoned; the next BeginPush starts afresh.
+  // A push still in flight is waited for by the next FinishPush, BeginPush
+  // after an abandoned push, StartPull or Pull (a worker reads its own
+  // pushes), and AwaitPushes; the first of them returns its error.
   // The default implementation collects the spans and calls Push in
   // FinishPush; network clients override it to start sending at once.
   virtual absl::Status BeginPush(int64_t clock);
   virtual absl::Status PushTensor(int tensor, absl::Span<const float> grad);
   virtual absl::Status FinishPush();
+  // Waits until every push FinishPush returned for is answered; its error if
+  // one failed. The default has none in flight.
+  virtual absl::Status AwaitPushes() { return absl::OkStatus(); }
 
   // A pull started now and waited for later, so it can run while the worker
   // computes: StartPull(clock, params) then FinishPull(view_clock), with the

@@ -201,7 +201,8 @@ class PushIntake {
       parts_ = std::max<uint32_t>(c.parts(), 1);
       push_id_ = c.push_id();
       TESSERA_ASSIGN_OR_RETURN(session_,
-                               store_->JoinPush(job_id_, worker_, clock_, push_id_, parts_));
+                               store_->JoinPush(job_id_, worker_, clock_, push_id_, parts_,
+                                                c.prior_push_id()));
       return absl::OkStatus();
     }
     if (c.job_id() != job_id_ || c.worker() != worker_ || c.clock() != clock_ ||

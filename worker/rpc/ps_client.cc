@@ -468,6 +468,10 @@ absl::StatusOr<std::unique_ptr<GrpcParameterClient>> GrpcParameterClient::Create
     return absl::InvalidArgumentError(
         absl::StrCat("streams is ", options.streams, "; want 1..", kMaxStreams));
   }
+  if (options.pushes_in_flight < 1 || options.pushes_in_flight > 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("pushes_in_flight is ", options.pushes_in_flight, "; want 1 or 2"));
+  }
   return std::unique_ptr<GrpcParameterClient>(
       new GrpcParameterClient(job_id, rank, plan, options));
 }
@@ -484,10 +488,13 @@ GrpcParameterClient::GrpcParameterClient(std::string job_id, int rank, const Ten
         std::random_device rd;
         return (uint64_t{rd()} << 32) ^ rd();
       }()) {
+  uint64_t plan_bytes = 0;
   for (const TensorSpec& t : plan.tensors()) {
     tensor_names_.push_back(t.name());
     tensor_sizes_.push_back(t.size());
+    plan_bytes += t.size() * sizeof(float);
   }
+  keep_in_flight_ = options.pushes_in_flight == 2 && plan_bytes >= options.overlapped_push_bytes;
   holders_.resize(tensor_names_.size());
   for (const TensorSpec& t : plan.tensors()) {
     codecs_.push_back(TensorCompression(plan.compression(), t));
@@ -543,7 +550,11 @@ GrpcParameterClient::~GrpcParameterClient() {
                  rank_, push_wire_bytes_, push_raw_bytes_,
                  100.0 * static_cast<double>(push_wire_bytes_) / push_raw_bytes_);
   }
-  // Push streams end cancelled (a push the caller gave up on applies nothing).
+  // The push in flight lands (or fails) before the streams go; they end
+  // cancelled (a push the caller gave up on applies nothing).
+  if (absl::Status st = AwaitUnanswered(); !st.ok()) {
+    spdlog::warn("job {} rank {}: the last push failed: {}", job_id_, rank_, st.ToString());
+  }
   ClosePushStreams();
   ClosePullStreams();
   // The caller may free its gradients once we return: give gRPC its grace to
@@ -554,8 +565,24 @@ GrpcParameterClient::~GrpcParameterClient() {
 
 absl::Status GrpcParameterClient::BeginPush(int64_t clock) {
   if (clock < 0) return absl::InvalidArgumentError(absl::StrCat("push at clock ", clock));
-  // An abandoned push: cancelling its streams discards it on the servers.
-  if (push_open_) ClosePushStreams();
+  // An abandoned push: cancelling its streams discards it on the servers,
+  // once the push before it was answered.
+  if (push_open_) {
+    push_open_ = false;
+    const absl::Status before = AwaitUnanswered();
+    ClosePushStreams();
+    TESSERA_RETURN_IF_ERROR(before);
+  }
+  // A stream that broke since the last push is replaced below: first the
+  // push in flight on it gets its answer or its error.
+  if (unanswered_.has_value()) {
+    for (const auto& stream : push_streams_) {
+      if (stream != nullptr && stream->ended()) {
+        TESSERA_RETURN_IF_ERROR(AwaitUnanswered());
+        break;
+      }
+    }
+  }
   push_clock_ = clock;
   push_id_ = push_nonce_ + ++push_count_;
   pushed_.assign(tensor_names_.size(), false);
@@ -630,6 +657,8 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
     const int parts = servers_[stripes_[stripe].server].parts;
     header.set_parts(parts > 1 ? parts : 0);
     header.set_push_id(parts > 1 ? push_id_ : 0);
+    // The push before, if not yet answered: the server keeps it open.
+    header.set_prior_push_id(parts > 1 && unanswered_.has_value() ? unanswered_->push_id : 0);
     // The stripe's last chunk of this push ends it (no marker of its own);
     // FinishPush sends it.
     const bool ends_stripe = --pieces_left_[stripe] == 0;
@@ -695,8 +724,10 @@ absl::Status GrpcParameterClient::FinishPush() {
   push_open_ = false;
   const auto missing = std::find(pushed_.begin(), pushed_.end(), false);
   if (missing != pushed_.end()) {
+    const absl::Status before = AwaitUnanswered();
     ClosePushStreams();  // discards what was sent
     pins_->AwaitReleased(absl::Now() + kPinGrace);  // the caller may free its gradients now
+    TESSERA_RETURN_IF_ERROR(before);
     return absl::InvalidArgumentError(
         absl::StrCat("push at clock ", push_clock_, ": tensor '",
                      tensor_names_[missing - pushed_.begin()], "' was not pushed; nothing applied"));
@@ -705,21 +736,57 @@ absl::Status GrpcParameterClient::FinishPush() {
   // its part (a stripe's pieces are never empty: Create checks the plan's
   // slices); each EndPush says which answer to wait for on its stream.
   // Last stripe first, as in PushTensor.
-  std::vector<int64_t> answers(push_streams_.size());
+  Unanswered push{push_clock_, push_id_, std::vector<int64_t>(push_streams_.size()),
+                  absl::Now() + options_.push_timeout};
   for (size_t i = push_streams_.size(); i-- > 0;) {
-    answers[i] = push_streams_[i]->EndPush(std::move(push_ends_[i]));
+    push.answers[i] = push_streams_[i]->EndPush(std::move(push_ends_[i]));
   }
   // grpc::ByteBuffer has no move: the held copies still reference the
   // gradients until they go.
   push_ends_.clear();
+  // The push before this one is answered first (a stream's answers come in
+  // order). If it failed, the streams were closed, which cancelled this one.
+  absl::Status first = AwaitUnanswered();
+  if (!first.ok()) {
+    first = absl::Status(first.code(),
+                         absl::StrCat(first.message(), "; the push at clock ", push.clock,
+                                      ", sent after it, was cancelled where it was not yet whole"));
+  } else if (!keep_in_flight_) {
+    first = AwaitAnswers(push);
+  } else {
+    unanswered_ = std::move(push);
+  }
+  // The transport lets go of the gradients once it has written them: with
+  // the push answered, the servers have every chunk; otherwise this waits
+  // for the writes, which the servers' flow control paces. A push not even
+  // written out by its deadline failed (a server that does not read):
+  // waiting for it closes its streams, which lets go of the gradients. A
+  // broken connection may keep unsent frames of a dead stream a little
+  // longer: those bytes go nowhere, so the caller may go on.
+  const absl::Time grace = absl::Now() + kPinGrace;
+  bool released = pins_->AwaitReleased(
+      unanswered_.has_value() ? std::min(unanswered_->deadline, grace) : grace);
+  if (!released && unanswered_.has_value()) {
+    first = AwaitUnanswered();
+    released = pins_->AwaitReleased(absl::Now() + kPinGrace);
+  }
+  if (!released) {
+    spdlog::warn("push at clock {}: gRPC still references gradient memory {} after the push "
+                 "was written",
+                 push_clock_, absl::FormatDuration(kPinGrace));
+  }
+  return first;
+}
+
+absl::Status GrpcParameterClient::AwaitAnswers(const Unanswered& push) {
   // Every stream's answer (or end), as a stream per push gave them: the other
   // servers' parts of a push that fails on one still land or fail on their own.
-  const absl::Time deadline = absl::Now() + options_.push_timeout;
   absl::Status first;
   for (size_t i = 0; i < push_streams_.size(); ++i) {
-    const std::string what = absl::StrCat("push to server ", servers_[stripes_[i].server].address);
+    const std::string what = absl::StrCat("push at clock ", push.clock, " to server ",
+                                          servers_[stripes_[i].server].address);
     absl::Status st;
-    switch (push_streams_[i]->Await(answers[i], deadline)) {
+    switch (push_streams_[i]->Await(push.answers[i], push.deadline)) {
       case internal::PushStreamCall::Outcome::kAnswered:
         break;
       case internal::PushStreamCall::Outcome::kEnded:
@@ -740,17 +807,17 @@ absl::Status GrpcParameterClient::FinishPush() {
   // After a failure the servers' state of this push is unknown (some parts
   // may be open): fresh streams for the next one.
   if (!first.ok()) ClosePushStreams();
-  // The servers have every chunk, so the transport is done with the
-  // gradients; it drops its last references right after the writes. A broken
-  // connection may keep unsent frames of a dead stream a little longer:
-  // those bytes go nowhere, so the caller may go on.
-  if (!pins_->AwaitReleased(absl::Now() + kPinGrace)) {
-    spdlog::warn("push at clock {}: gRPC still references gradient memory {} after the push "
-                 "ended",
-                 push_clock_, absl::FormatDuration(kPinGrace));
-  }
   return first;
 }
+
+absl::Status GrpcParameterClient::AwaitUnanswered() {
+  if (!unanswered_.has_value()) return absl::OkStatus();
+  const Unanswered push = *std::move(unanswered_);
+  unanswered_.reset();
+  return AwaitAnswers(push);
+}
+
+absl::Status GrpcParameterClient::AwaitPushes() { return AwaitUnanswered(); }
 
 void GrpcParameterClient::ClosePushStreams() {
   for (auto& stream : push_streams_) {
@@ -808,6 +875,8 @@ absl::Status GrpcParameterClient::StartPull(int64_t clock,
                                             absl::Span<const absl::Span<float>> params) {
   if (pull_open_) return absl::FailedPreconditionError("a pull is already outstanding");
   if (clock < 0) return absl::InvalidArgumentError(absl::StrCat("pull at clock ", clock));
+  // The worker reads its own pushes: the one in flight lands first.
+  TESSERA_RETURN_IF_ERROR(AwaitUnanswered());
   if (params.size() != tensor_sizes_.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("pull of ", params.size(), " tensors; the plan has ", tensor_sizes_.size()));

@@ -2,6 +2,7 @@
 #define TESSERA_WORKER_RPC_PS_CLIENT_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,21 @@ struct PsClientOptions {
   // (benchmarks/results/pushpull/pushpull.md, item 36). Smaller pulls are
   // copied plainly and stay in the cache.
   uint64_t streamed_pull_bytes = uint64_t{4} << 20;
+  // Pushes that may be unanswered at once: 1 or 2. With 2, FinishPush
+  // returns once the push is written out (gRPC let go of the gradients) and
+  // the push before it was answered, so the next push's chunks are on their
+  // way while the servers take in the last ones and answer; the push's own
+  // outcome comes from the next call that waits for it (see
+  // ParameterClient::FinishPush). With 1, FinishPush waits for the answers.
+  // Only a plan of at least overlapped_push_bytes (float32 bytes of all its
+  // tensors) keeps a push in flight. Here that took the 8 and 16 MiB pushes
+  // from 70% and 71% to 81% and 85% of raw TCP, was mixed at 4 MiB, and at 1
+  // and 2 MiB cost 12-14% more CPU per byte: a server steps slices of up to
+  // 4 MiB right after reading them, while the gradient is still in the
+  // cache, and the next push arriving meanwhile pushes it out
+  // (benchmarks/results/pushpull/pushpull.md, item 37).
+  int pushes_in_flight = 2;
+  uint64_t overlapped_push_bytes = uint64_t{8} << 20;
 };
 
 // The least payload a stripe carries: a smaller share stays one stream.
@@ -68,7 +84,10 @@ struct PullTarget {
 // long-lived PullStream per stripe, each pull's last chunk marked
 // end_of_pull (a failed pull closes the streams). Payload goes in chunks of
 // at most kMaxChunkBytes. The server applies a striped push only once every
-// stripe arrived whole (PushChunk.parts). The calls run on gRPC's callback API over raw byte buffers (common/rpc/chunk_codec.h): a float32
+// stripe arrived whole (PushChunk.parts). One push may be unanswered while
+// the next is sent (pushes_in_flight): its answers are waited for by the
+// next FinishPush, StartPull or AwaitPushes, and the next push's chunks
+// name it (PushChunk.prior_push_id) so the server keeps it open. The calls run on gRPC's callback API over raw byte buffers (common/rpc/chunk_codec.h): a float32
 // chunk is pushed without a copy, gRPC writing the caller's gradient to the
 // socket (a compressed one is encoded once into gRPC's buffer), and starts on
 // its way while the caller goes on (PushTensor); a pulled chunk is
@@ -99,6 +118,7 @@ class GrpcParameterClient : public ParameterClient {
   absl::Status BeginPush(int64_t clock) override;
   absl::Status PushTensor(int tensor, absl::Span<const float> grad) override;
   absl::Status FinishPush() override;
+  absl::Status AwaitPushes() override;
   absl::Status StartPull(int64_t clock, absl::Span<const absl::Span<float>> params) override;
   absl::Status FinishPull(int64_t* view_clock) override;
 
@@ -138,7 +158,21 @@ class GrpcParameterClient : public ParameterClient {
   // The pieces of `server` in `channels` runs of about equal size (fewer when
   // a run would carry less than kMinStripeBytes), in order.
   static std::vector<std::vector<Piece>> Stripes(const Server& server, size_t channels);
+  // A push that was written out but not yet answered (pushes_in_flight 2).
+  struct Unanswered {
+    int64_t clock;
+    uint64_t push_id;
+    std::vector<int64_t> answers;  // per push stream: the answers it must have had
+    absl::Time deadline;
+  };
+  // Waits for `push`'s answers on every stream (or its end, or the
+  // deadline); the first failure, after which the push streams are closed.
+  absl::Status AwaitAnswers(const Unanswered& push);
+  // AwaitAnswers for the push in flight, if there is one.
+  absl::Status AwaitUnanswered();
   // Cancels the push (pull) streams; the next push (pull) opens new ones.
+  // Cancelling discards the push in flight: wait for it first
+  // (AwaitUnanswered) unless it failed.
   void ClosePushStreams();
   void ClosePullStreams();
 
@@ -182,6 +216,8 @@ class GrpcParameterClient : public ParameterClient {
   // One long-lived PushStream per stripe (null until used, or after it failed).
   std::vector<std::unique_ptr<internal::PushStreamCall>> push_streams_;
   bool push_open_ = false;  // between BeginPush and FinishPush
+  bool keep_in_flight_ = false;  // pushes_in_flight 2 applies to this plan
+  std::optional<Unanswered> unanswered_;  // the push before the open one
   std::vector<bool> pushed_;
   // Per stripe: its pieces not yet pushed, and its push's last chunk (the
   // one that ends its part), held back until FinishPush has seen every
