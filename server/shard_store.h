@@ -340,9 +340,10 @@ class ShardStore {
   // way). So the stream that opens a push finds the worker's open sessions
   // with any other push_id abandoned: they are failed (ABORTED) and dropped
   // (a stream that joins an open push drops nothing), as are those of
-  // workers that leave the live set, on DropJob and on Shutdown. (A stream of a push the client had
-  // already given up on that arrives late fails the worker's newer push the
-  // same way; the client sees ABORTED, and nothing partial is applied.)
+  // workers that leave the live set, on DropJob and on Shutdown. (A stream
+  // of a push the client had already given up on that arrives late fails
+  // the worker's newer push the same way; the client sees ABORTED, and
+  // nothing partial is applied.)
   // parts == 1 is BeginPush. Errors as BeginPush; INVALID_ARGUMENT for parts
   // outside [1, kMaxPushParts], a stream that disagrees with the session on
   // clock or parts, or one stream more than `parts`.

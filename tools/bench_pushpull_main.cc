@@ -101,7 +101,7 @@ ABSL_FLAG(int, pushes_in_flight, tessera::worker::PsClientOptions().pushes_in_fl
           "Pushes each worker may have unanswered at once, 1 or 2 (PsClientOptions::"
           "pushes_in_flight).");
 ABSL_FLAG(uint64_t, overlapped_push_bytes, tessera::worker::PsClientOptions().overlapped_push_bytes,
-          "Tensors of fewer float32 bytes wait for each push's answers "
+          "A tensor of fewer float32 bytes waits for each push's answers "
           "(PsClientOptions::overlapped_push_bytes).");
 ABSL_FLAG(int, repeat, 1,
           "Run every cell this many times, each right after its own raw TCP baseline, and "
