@@ -550,12 +550,10 @@ GrpcParameterClient::~GrpcParameterClient() {
                  rank_, push_wire_bytes_, push_raw_bytes_,
                  100.0 * static_cast<double>(push_wire_bytes_) / push_raw_bytes_);
   }
-  // The push in flight lands (or fails) before the streams go; they end
-  // cancelled (a push the caller gave up on applies nothing).
-  if (absl::Status st = AwaitUnanswered(); !st.ok()) {
+  // Push streams end cancelled (a push the caller gave up on applies nothing).
+  if (absl::Status st = DiscardOpenPush(); !st.ok()) {
     spdlog::warn("job {} rank {}: the last push failed: {}", job_id_, rank_, st.ToString());
   }
-  ClosePushStreams();
   ClosePullStreams();
   // The caller may free its gradients once we return: give gRPC its grace to
   // let go of them; slices it still holds after that keep the counter alive.
@@ -565,13 +563,10 @@ GrpcParameterClient::~GrpcParameterClient() {
 
 absl::Status GrpcParameterClient::BeginPush(int64_t clock) {
   if (clock < 0) return absl::InvalidArgumentError(absl::StrCat("push at clock ", clock));
-  // An abandoned push: cancelling its streams discards it on the servers,
-  // once the push before it was answered.
+  // An abandoned push: cancelling its streams discards it on the servers.
   if (push_open_) {
     push_open_ = false;
-    const absl::Status before = AwaitUnanswered();
-    ClosePushStreams();
-    TESSERA_RETURN_IF_ERROR(before);
+    TESSERA_RETURN_IF_ERROR(DiscardOpenPush());
   }
   // A stream that broke since the last push is replaced below: first the
   // push in flight on it gets its answer or its error.
@@ -724,8 +719,7 @@ absl::Status GrpcParameterClient::FinishPush() {
   push_open_ = false;
   const auto missing = std::find(pushed_.begin(), pushed_.end(), false);
   if (missing != pushed_.end()) {
-    const absl::Status before = AwaitUnanswered();
-    ClosePushStreams();  // discards what was sent
+    const absl::Status before = DiscardOpenPush();  // discards what was sent
     pins_->AwaitReleased(absl::Now() + kPinGrace);  // the caller may free its gradients now
     TESSERA_RETURN_IF_ERROR(before);
     return absl::InvalidArgumentError(
@@ -818,6 +812,12 @@ absl::Status GrpcParameterClient::AwaitUnanswered() {
 }
 
 absl::Status GrpcParameterClient::AwaitPushes() { return AwaitUnanswered(); }
+
+absl::Status GrpcParameterClient::DiscardOpenPush() {
+  const absl::Status before = AwaitUnanswered();
+  ClosePushStreams();
+  return before;
+}
 
 void GrpcParameterClient::ClosePushStreams() {
   for (auto& stream : push_streams_) {

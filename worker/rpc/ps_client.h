@@ -170,9 +170,12 @@ class GrpcParameterClient : public ParameterClient {
   absl::Status AwaitAnswers(const Unanswered& push);
   // AwaitAnswers for the push in flight, if there is one.
   absl::Status AwaitUnanswered();
+  // Waits for the push in flight, then closes the push streams, which
+  // discards the open push (if any); the push in flight's outcome.
+  absl::Status DiscardOpenPush();
   // Cancels the push (pull) streams; the next push (pull) opens new ones.
-  // Cancelling discards the push in flight: wait for it first
-  // (AwaitUnanswered) unless it failed.
+  // Cancelling discards the push in flight too: DiscardOpenPush waits for it
+  // first; AwaitAnswers closes them only once it failed.
   void ClosePushStreams();
   void ClosePullStreams();
 
