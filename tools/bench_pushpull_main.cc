@@ -3,10 +3,12 @@
 // raw TCP loopback baseline measured in the same run.
 //
 // It starts --servers in-process ParameterServers on 127.0.0.1, and for each
-// tensor size creates an ASYNC job (pushes apply at once, pulls never wait)
-// whose single tensor is split evenly over the servers. --workers threads,
+// size creates an ASYNC job (pushes apply at once, pulls never wait) holding
+// that many bytes of float32 parameters: one tensor, or --tensors of equal
+// size, placed on the servers by the scheduler's planner as a job's would be
+// (a tensor of 64 KiB or more is split evenly over them). --workers threads,
 // each with its own GrpcParameterClient, then run push, pull or push+pull of
-// the whole tensor. For each (mode, size) it reports:
+// all of it. For each (mode, size) it reports:
 //   goodput   tensor payload bytes moved / wall time, summed over workers
 //             (GB = 1e9 bytes; push+pull moves the tensor twice per op),
 //   p50, p99  per-operation latency over all workers' operations: how long
@@ -70,12 +72,15 @@
 #include "common/rpc/grpc_status.h"
 #include "common/status_macros.h"
 #include "proto/parameter_service.grpc.pb.h"
+#include "scheduler/planner.h"
 #include "server/rpc/parameter_server.h"
 #include "spdlog/spdlog.h"
 #include "tools/svg_plot.h"
 #include "worker/rpc/ps_client.h"
 
-ABSL_FLAG(int, servers, 1, "In-process parameter servers; each tensor is split evenly over them.");
+ABSL_FLAG(int, servers, 1,
+          "In-process parameter servers; tensors are placed on them as the scheduler places a "
+          "job's.");
 ABSL_FLAG(int, workers, 1, "Client threads, each with its own GrpcParameterClient.");
 ABSL_FLAG(int, iterations, 0,
           "Operations per worker per (mode, size); 0 adapts per size so each cell runs for "
@@ -85,6 +90,10 @@ ABSL_FLAG(std::string, modes, "push,pull,pushpull", "Comma-separated: push, pull
 ABSL_FLAG(std::string, sizes, "4K,64K,1M,16M,64M,256M",
           "Comma-separated tensor sizes in bytes; suffixes K, M, G (powers of 1024) are allowed. "
           "Each must be a positive multiple of 4 (float32).");
+ABSL_FLAG(int, tensors, 1,
+          "Tensors each size is split into (equal parts, the first ones an element longer), "
+          "all pushed or pulled in one operation: a model's many layers rather than one "
+          "tensor. 1..4096, and at most one per float32 element of the smallest size.");
 ABSL_FLAG(std::string, max_bytes, "", "Skip sizes larger than this (same syntax as --sizes).");
 ABSL_FLAG(bool, quick, false,
           "Skip sizes above 64 MiB, run each cell for a fifth of --min_seconds and the TCP "
@@ -123,6 +132,7 @@ namespace {
 
 constexpr uint64_t kMiB = uint64_t{1} << 20;
 constexpr int kMaxIterations = 200000;
+constexpr int kMaxTensors = 4096;
 constexpr char kJobId[] = "bench-pushpull";
 // The raw TCP baseline run right before each cell.
 constexpr uint64_t kCellTcpBytes = 256 * kMiB;
@@ -160,6 +170,15 @@ struct Cell {
 struct Topology {
   int servers = 0;
   int workers = 0;
+};
+
+// What one run measures, as its outputs name it.
+struct Setup {
+  int servers = 1;
+  int workers = 1;
+  int tensors = 1;  // per size
+  int streams = 1;
+  std::optional<Topology> baseline;
 };
 
 // "2x2" -> {2, 2}, each within the bounds --servers and --workers take.
@@ -317,8 +336,11 @@ absl::StatusOr<TcpResult> RunTcpBaseline(uint64_t total) {
 // Run() starts and joins the worker threads itself.
 class Bench {
  public:
-  Bench(int num_servers, int num_workers, Compression codec)
-      : num_servers_(num_servers), num_workers_(num_workers), codec_(codec) {}
+  Bench(int num_servers, int num_workers, int num_tensors, Compression codec)
+      : num_servers_(num_servers),
+        num_workers_(num_workers),
+        num_tensors_(num_tensors),
+        codec_(codec) {}
 
   absl::Status StartServers() {
     for (int s = 0; s < num_servers_; ++s) {
@@ -330,7 +352,8 @@ class Bench {
     return absl::OkStatus();
   }
 
-  // Creates the job holding one float tensor of `bytes` on every server.
+  // Creates the job holding `bytes` of float32 parameters in num_tensors
+  // tensors, placed by the scheduler's planner.
   absl::Status CreateJob(uint64_t bytes) {
     JobSpec spec;
     spec.set_name("bench-pushpull");
@@ -342,35 +365,34 @@ class Bench {
     spec.set_num_servers(num_servers_);
     spec.mutable_compression()->set_codec(codec_);
     ApplyJobDefaults(&spec);
-    TensorSpec tensor;
-    tensor.set_name("w");
-    tensor.set_size(bytes / sizeof(float));
-    plan_ = TensorPlan();
-    *plan_.add_tensors() = tensor;
-    *plan_.mutable_compression() = spec.compression();
+    std::vector<TensorSpec> tensors;
+    const std::vector<Range> parts = SplitEvenly(bytes / sizeof(float), num_tensors_);
+    for (size_t t = 0; t < parts.size(); ++t) {
+      TensorSpec tensor;
+      tensor.set_name(num_tensors_ == 1 ? "w" : absl::StrCat("w", t));
+      tensor.set_size(parts[t].size());
+      tensors.push_back(std::move(tensor));
+    }
+    std::vector<scheduler::PlannedServer> servers;
     for (int s = 0; s < num_servers_; ++s) {
-      ServerSlices* ss = plan_.add_servers();
-      ss->set_server_id(absl::StrCat("s", s));
-      ss->set_address(absl::StrCat("127.0.0.1:", servers_[s]->port()));
+      servers.push_back({absl::StrCat("s", s), absl::StrCat("127.0.0.1:", servers_[s]->port())});
+    }
+    absl::StatusOr<TensorPlan> plan = scheduler::PlanTensors(tensors, servers);
+    if (!plan.ok()) return plan.status();
+    plan_ = *std::move(plan);
+    *plan_.mutable_compression() = spec.compression();
+    for (const ServerSlices& ss : plan_.servers()) {
       CreateJobRequest create;
       create.set_job_id(kJobId);
       *create.mutable_spec() = spec;
-      *create.add_tensors() = tensor;
-      const Range r = SplitEvenly(tensor.size(), num_servers_)[s];
-      if (!r.empty()) {
-        TensorSlice slice;
-        slice.set_tensor(tensor.name());
-        slice.set_begin(r.begin);
-        slice.set_end(r.end);
-        *create.add_slices() = slice;
-        *ss->add_slices() = slice;
-      }
+      *create.mutable_tensors() = plan_.tensors();
+      *create.mutable_slices() = ss.slices();
       for (int w = 0; w < num_workers_; ++w) create.add_live_workers(w);
-      auto stub = ParameterService::NewStub(MakeChannel(ss->address()));
+      auto stub = ParameterService::NewStub(MakeChannel(ss.address()));
       grpc::ClientContext ctx;
       CreateJobResponse resp;
       TESSERA_RETURN_IF_ERROR(FromGrpcStatus(stub->CreateJob(&ctx, create, &resp),
-                                             absl::StrCat("create job on ", ss->address())));
+                                             absl::StrCat("create job on ", ss.address())));
     }
     return absl::OkStatus();
   }
@@ -391,10 +413,11 @@ class Bench {
 
   // Runs `iterations` operations (0: adapt to `min_seconds`) per worker.
   absl::StatusOr<Cell> Run(Mode mode, uint64_t bytes, int iterations, double min_seconds) {
-    const size_t n = bytes / sizeof(float);
-    // Per worker: a client, a gradient and a parameter buffer.
+    // Per worker: a client, and a gradient and a parameter buffer per tensor.
     std::vector<std::unique_ptr<worker::GrpcParameterClient>> clients;
-    std::vector<std::vector<float>> grads(num_workers_), params(num_workers_);
+    std::vector<std::vector<std::vector<float>>> grads(num_workers_), params(num_workers_);
+    std::vector<std::vector<absl::Span<const float>>> grad_spans(num_workers_);
+    std::vector<std::vector<absl::Span<float>>> param_spans(num_workers_);
     for (int w = 0; w < num_workers_; ++w) {
       worker::PsClientOptions options;
       options.streams = absl::GetFlag(FLAGS_streams);
@@ -403,21 +426,23 @@ class Bench {
       auto client = worker::GrpcParameterClient::Create(kJobId, w, plan_, options);
       if (!client.ok()) return client.status();
       clients.push_back(std::move(*client));
-      grads[w].assign(n, 1e-3f);
-      params[w].assign(n, 0.0f);
+      for (const TensorSpec& t : plan_.tensors()) {
+        grads[w].emplace_back(t.size(), 1e-3f);
+        params[w].emplace_back(t.size(), 0.0f);
+      }
+      for (size_t t = 0; t < grads[w].size(); ++t) {
+        grad_spans[w].emplace_back(grads[w][t]);
+        param_spans[w].emplace_back(params[w][t]);
+      }
     }
     int64_t next_clock = 0;
     auto op = [&](int w, int64_t clock) -> absl::Status {
       if (mode != Mode::kPull) {
-        const absl::Span<const float> g(grads[w]);
-        if (absl::Status st = clients[w]->Push(clock, absl::MakeConstSpan(&g, 1)); !st.ok()) {
-          return st;
-        }
+        if (absl::Status st = clients[w]->Push(clock, grad_spans[w]); !st.ok()) return st;
       }
       if (mode != Mode::kPush) {
-        const absl::Span<float> p(params[w]);
         int64_t view_clock = 0;
-        return clients[w]->Pull(clock, absl::MakeConstSpan(&p, 1), &view_clock);
+        return clients[w]->Pull(clock, param_spans[w], &view_clock);
       }
       return absl::OkStatus();
     };
@@ -514,39 +539,42 @@ class Bench {
  private:
   const int num_servers_;
   const int num_workers_;
+  const int num_tensors_;
   const Compression codec_;
   std::vector<std::unique_ptr<server::ParameterServer>> servers_;
   TensorPlan plan_;
 };
 
 // The baseline columns are empty without --baseline.
-std::string Csv(const std::vector<Cell>& cells, const TcpResult& tcp, int servers, int workers,
-                const std::optional<Topology>& baseline) {
+std::string Csv(const std::vector<Cell>& cells, const TcpResult& tcp, const Setup& setup) {
+  const std::optional<Topology>& baseline = setup.baseline;
   std::string out =
       "mode,size_bytes,servers,workers,iterations_per_worker,seconds,goodput_gbps,pct_of_tcp,"
       "p50_ms,p99_ms,cpu_s_per_gb,wire_ratio,tcp_gbps,baseline,baseline_gbps,vs_baseline,"
-      "vs_baseline_min,vs_baseline_max\n";
-  absl::StrAppendFormat(&out, "tcp,%d,0,1,%d,%.4f,%.4f,100.0,,,%.4f,1,%.4f,,,,,\n", kMiB,
+      "vs_baseline_min,vs_baseline_max,tensors\n";
+  absl::StrAppendFormat(&out, "tcp,%d,0,1,%d,%.4f,%.4f,100.0,,,%.4f,1,%.4f,,,,,,\n", kMiB,
                         tcp.bytes / kMiB, tcp.seconds, tcp.goodput_gbps, tcp.cpu_s_per_gb,
                         tcp.goodput_gbps);
   for (const Cell& c : cells) {
     absl::StrAppendFormat(&out, "%s,%d,%d,%d,%d,%.4f,%.4f,%.1f,%.4f,%.4f,%.4f,%.4f,%.4f",
-                          ModeName(c.mode), c.size_bytes, servers, workers, c.iterations, c.seconds,
+                          ModeName(c.mode), c.size_bytes, setup.servers, setup.workers,
+                          c.iterations, c.seconds,
                           c.goodput_gbps, c.pct_of_tcp, c.p50_ms, c.p99_ms, c.cpu_s_per_gb,
                           c.wire_ratio, c.tcp_gbps);
     if (baseline) {
-      absl::StrAppendFormat(&out, ",%dx%d,%.4f,%.4f,%.4f,%.4f\n", baseline->servers,
+      absl::StrAppendFormat(&out, ",%dx%d,%.4f,%.4f,%.4f,%.4f", baseline->servers,
                             baseline->workers, c.baseline_gbps, c.vs_baseline, c.vs_baseline_min,
                             c.vs_baseline_max);
     } else {
-      out += ",,,,,\n";
+      out += ",,,,,";
     }
+    absl::StrAppendFormat(&out, ",%d\n", setup.tensors);
   }
   return out;
 }
 
-std::string Json(const std::vector<Cell>& cells, const TcpResult& tcp, int servers, int workers,
-                 const std::optional<Topology>& baseline) {
+std::string Json(const std::vector<Cell>& cells, const TcpResult& tcp, const Setup& setup) {
+  const std::optional<Topology>& baseline = setup.baseline;
   std::vector<std::string> rows;
   for (const Cell& c : cells) {
     std::string vs;
@@ -568,10 +596,11 @@ std::string Json(const std::vector<Cell>& cells, const TcpResult& tcp, int serve
                                  baseline->workers)
                : "null";
   return absl::StrFormat(
-      "{\n  \"servers\": %d,\n  \"workers\": %d,\n  \"baseline\": %s,\n  \"tcp\": {\"bytes\": %d, "
+      "{\n  \"servers\": %d,\n  \"workers\": %d,\n  \"tensors\": %d,\n  \"baseline\": %s,\n  "
+      "\"tcp\": {\"bytes\": %d, "
       "\"seconds\": %.4f, \"goodput_gbps\": %.4f, \"cpu_s_per_gb\": %.4f},\n  \"results\": "
       "[\n%s\n  ]\n}\n",
-      servers, workers, base, tcp.bytes, tcp.seconds, tcp.goodput_gbps, tcp.cpu_s_per_gb,
+      setup.servers, setup.workers, setup.tensors, base, tcp.bytes, tcp.seconds, tcp.goodput_gbps, tcp.cpu_s_per_gb,
       absl::StrJoin(rows, ",\n"));
 }
 
@@ -579,7 +608,7 @@ std::string Json(const std::vector<Cell>& cells, const TcpResult& tcp, int serve
 // mode, with the raw TCP baseline (per size, the mean of its cells' adjacent
 // baselines) and the 70% mark.
 std::string Svg(const std::vector<Cell>& cells, const std::vector<Mode>& modes,
-                const std::vector<uint64_t>& sizes, int servers, int workers, int streams) {
+                const std::vector<uint64_t>& sizes, const Setup& setup) {
   Panel goodput{"goodput", "tensor size", "GB/s", {}, {}};
   Panel ratio{"goodput / raw TCP loopback", "tensor size", "% of raw TCP", {}, {}};
   for (uint64_t size : sizes) {
@@ -619,8 +648,8 @@ std::string Svg(const std::vector<Cell>& cells, const std::vector<Mode>& modes,
     ratio.series.push_back(Series{"70%", {lo, hi}, {70, 70}});
   }
   return RenderSvg(absl::StrFormat("tessera bench pushpull: %d server(s) x %d worker(s), %d "
-                                   "stream(s) per push or pull, loopback",
-                                   servers, workers, streams),
+                                   "tensor(s), %d stream(s) per push or pull, loopback",
+                                   setup.servers, setup.workers, setup.tensors, setup.streams),
                    {goodput, ratio});
 }
 
@@ -644,6 +673,10 @@ int Main() {
     return fail(absl::StrCat("--iterations must be in [0, ", kMaxIterations, "]"));
   }
   if (!(min_seconds > 0) || min_seconds > 600) return fail("--min_seconds must be in (0, 600]");
+  const int tensors = absl::GetFlag(FLAGS_tensors);
+  if (tensors < 1 || tensors > kMaxTensors) {
+    return fail(absl::StrCat("--tensors must be in [1, ", kMaxTensors, "]"));
+  }
   const int repeat = absl::GetFlag(FLAGS_repeat);
   if (repeat < 1 || repeat > 100) return fail("--repeat must be in [1, 100]");
   if (quick) min_seconds /= 5;
@@ -680,6 +713,10 @@ int Main() {
     if (*b % sizeof(float) != 0) {
       return fail(absl::StrCat("--sizes: ", *b, " bytes is not a multiple of 4 (float32)"));
     }
+    if (*b / sizeof(float) < static_cast<uint64_t>(tensors)) {
+      return fail(absl::StrCat("--sizes: ", *b, " bytes cannot be split into --tensors=", tensors,
+                               " tensors of at least one float32 each"));
+    }
     if (max_bytes > 0 && *b > max_bytes) continue;
     if (quick && *b > 64 * kMiB) continue;
     sizes.push_back(*b);
@@ -706,9 +743,9 @@ int Main() {
   spdlog::set_level(spdlog::level::warn);
 
   const uint64_t tcp_bytes = quick ? 256 * kMiB : 1024 * kMiB;
-  std::printf("tessera-bench-pushpull: %d server(s) x %d worker(s), %d stream(s) per push "
-              "or pull, ASYNC, loopback gRPC; GB = 1e9 bytes\n",
-              servers, workers, streams);
+  std::printf("tessera-bench-pushpull: %d server(s) x %d worker(s), %d tensor(s) per size, "
+              "%d stream(s) per push or pull, ASYNC, loopback gRPC; GB = 1e9 bytes\n",
+              servers, workers, tensors, streams);
   std::printf("malloc: %s\n", tessera::HugePageMallocEnabled()
                                   ? "transparent huge pages (glibc.malloc.hugetlb=1)"
                                   : "4 KiB pages (glibc.malloc.hugetlb is not 1: "
@@ -736,9 +773,10 @@ int Main() {
   // The measured topology, then the baseline's when asked for; both keep
   // their servers for the whole run (each stops in its destructor).
   std::vector<std::unique_ptr<Bench>> benches;
-  benches.push_back(std::make_unique<Bench>(servers, workers, *codec));
+  benches.push_back(std::make_unique<Bench>(servers, workers, tensors, *codec));
   if (baseline) {
-    benches.push_back(std::make_unique<Bench>(baseline->servers, baseline->workers, *codec));
+    benches.push_back(
+        std::make_unique<Bench>(baseline->servers, baseline->workers, tensors, *codec));
   }
   for (auto& b : benches) {
     if (absl::Status st = b->StartServers(); !st.ok()) {
@@ -810,18 +848,19 @@ int Main() {
   }
   benches.clear();
 
+  const Setup setup{servers, workers, tensors, streams, baseline};
   if (csv_out.is_open()) {
-    csv_out << Csv(cells, *tcp, servers, workers, baseline);
+    csv_out << Csv(cells, *tcp, setup);
     csv_out.close();
     if (!csv_out) return fail(absl::StrCat("--csv: cannot write ", absl::GetFlag(FLAGS_csv)));
   }
   if (json_out.is_open()) {
-    json_out << Json(cells, *tcp, servers, workers, baseline);
+    json_out << Json(cells, *tcp, setup);
     json_out.close();
     if (!json_out) return fail(absl::StrCat("--json: cannot write ", absl::GetFlag(FLAGS_json)));
   }
   if (svg_out.is_open()) {
-    svg_out << Svg(cells, modes, sizes, servers, workers, streams);
+    svg_out << Svg(cells, modes, sizes, setup);
     svg_out.close();
     if (!svg_out) return fail(absl::StrCat("--svg: cannot write ", absl::GetFlag(FLAGS_svg)));
   }
