@@ -342,12 +342,15 @@ class Bench {
         num_tensors_(num_tensors),
         codec_(codec) {}
 
+  // Starts the servers, each with the stub that creates and drops its jobs.
   absl::Status StartServers() {
     for (int s = 0; s < num_servers_; ++s) {
       servers_.push_back(std::make_unique<server::ParameterServer>());
       if (absl::Status st = servers_.back()->Start("127.0.0.1", 0); !st.ok()) {
         return absl::Status(st.code(), absl::StrCat("server ", s, ": ", st.message()));
       }
+      addresses_.push_back(absl::StrCat("127.0.0.1:", servers_.back()->port()));
+      stubs_.push_back(ParameterService::NewStub(MakeChannel(addresses_.back())));
     }
     return absl::OkStatus();
   }
@@ -375,38 +378,36 @@ class Bench {
     }
     std::vector<scheduler::PlannedServer> servers;
     for (int s = 0; s < num_servers_; ++s) {
-      servers.push_back({absl::StrCat("s", s), absl::StrCat("127.0.0.1:", servers_[s]->port())});
+      servers.push_back({absl::StrCat("s", s), addresses_[s]});
     }
     absl::StatusOr<TensorPlan> plan = scheduler::PlanTensors(tensors, servers);
     if (!plan.ok()) return plan.status();
     plan_ = *std::move(plan);
     *plan_.mutable_compression() = spec.compression();
-    for (const ServerSlices& ss : plan_.servers()) {
+    // plan_.servers follows the order of `servers`, so server s is stubs_[s].
+    for (int s = 0; s < num_servers_; ++s) {
       CreateJobRequest create;
       create.set_job_id(kJobId);
       *create.mutable_spec() = spec;
       *create.mutable_tensors() = plan_.tensors();
-      *create.mutable_slices() = ss.slices();
+      *create.mutable_slices() = plan_.servers(s).slices();
       for (int w = 0; w < num_workers_; ++w) create.add_live_workers(w);
-      auto stub = ParameterService::NewStub(MakeChannel(ss.address()));
       grpc::ClientContext ctx;
       CreateJobResponse resp;
-      TESSERA_RETURN_IF_ERROR(FromGrpcStatus(stub->CreateJob(&ctx, create, &resp),
-                                             absl::StrCat("create job on ", ss.address())));
+      TESSERA_RETURN_IF_ERROR(FromGrpcStatus(stubs_[s]->CreateJob(&ctx, create, &resp),
+                                             absl::StrCat("create job on ", addresses_[s])));
     }
     return absl::OkStatus();
   }
 
   absl::Status DropJob() {
     for (int s = 0; s < num_servers_; ++s) {
-      auto stub = ParameterService::NewStub(MakeChannel(plan_.servers(s).address()));
       grpc::ClientContext ctx;
       DropJobRequest req;
       req.set_job_id(kJobId);
       DropJobResponse resp;
-      TESSERA_RETURN_IF_ERROR(FromGrpcStatus(
-          stub->DropJob(&ctx, req, &resp),
-          absl::StrCat("drop job on ", plan_.servers(s).address())));
+      TESSERA_RETURN_IF_ERROR(FromGrpcStatus(stubs_[s]->DropJob(&ctx, req, &resp),
+                                             absl::StrCat("drop job on ", addresses_[s])));
     }
     return absl::OkStatus();
   }
@@ -542,6 +543,8 @@ class Bench {
   const int num_tensors_;
   const Compression codec_;
   std::vector<std::unique_ptr<server::ParameterServer>> servers_;
+  std::vector<std::string> addresses_;  // per server, "127.0.0.1:port"
+  std::vector<std::unique_ptr<ParameterService::Stub>> stubs_;  // per server
   TensorPlan plan_;
 };
 
@@ -558,9 +561,8 @@ std::string Csv(const std::vector<Cell>& cells, const TcpResult& tcp, const Setu
   for (const Cell& c : cells) {
     absl::StrAppendFormat(&out, "%s,%d,%d,%d,%d,%.4f,%.4f,%.1f,%.4f,%.4f,%.4f,%.4f,%.4f",
                           ModeName(c.mode), c.size_bytes, setup.servers, setup.workers,
-                          c.iterations, c.seconds,
-                          c.goodput_gbps, c.pct_of_tcp, c.p50_ms, c.p99_ms, c.cpu_s_per_gb,
-                          c.wire_ratio, c.tcp_gbps);
+                          c.iterations, c.seconds, c.goodput_gbps, c.pct_of_tcp, c.p50_ms,
+                          c.p99_ms, c.cpu_s_per_gb, c.wire_ratio, c.tcp_gbps);
     if (baseline) {
       absl::StrAppendFormat(&out, ",%dx%d,%.4f,%.4f,%.4f,%.4f", baseline->servers,
                             baseline->workers, c.baseline_gbps, c.vs_baseline, c.vs_baseline_min,
@@ -597,11 +599,10 @@ std::string Json(const std::vector<Cell>& cells, const TcpResult& tcp, const Set
                : "null";
   return absl::StrFormat(
       "{\n  \"servers\": %d,\n  \"workers\": %d,\n  \"tensors\": %d,\n  \"baseline\": %s,\n  "
-      "\"tcp\": {\"bytes\": %d, "
-      "\"seconds\": %.4f, \"goodput_gbps\": %.4f, \"cpu_s_per_gb\": %.4f},\n  \"results\": "
-      "[\n%s\n  ]\n}\n",
-      setup.servers, setup.workers, setup.tensors, base, tcp.bytes, tcp.seconds, tcp.goodput_gbps, tcp.cpu_s_per_gb,
-      absl::StrJoin(rows, ",\n"));
+      "\"tcp\": {\"bytes\": %d, \"seconds\": %.4f, \"goodput_gbps\": %.4f, \"cpu_s_per_gb\": "
+      "%.4f},\n  \"results\": [\n%s\n  ]\n}\n",
+      setup.servers, setup.workers, setup.tensors, base, tcp.bytes, tcp.seconds,
+      tcp.goodput_gbps, tcp.cpu_s_per_gb, absl::StrJoin(rows, ",\n"));
 }
 
 // Goodput and % of raw TCP against tensor size (log scale), one line per
