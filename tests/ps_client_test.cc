@@ -69,6 +69,17 @@ class PsClientTest : public ::testing::Test {
   // An ASYNC job, by default SGD at learning rate 1: each push subtracts
   // what the servers decoded, so the weights show exactly what arrived.
   void StartJob(const CompressionSpec& compression, const OptimizerSpec& optimizer = SgdAt1()) {
+    const std::vector<std::vector<TensorSlice>> held = {
+        {Slice("w", 0, kW / 2)}, {Slice("w", kW / 2, kW), Slice("b", 0, kB)}};
+    StartPlan(compression, {Tensor("w", kW), Tensor("b", kB)}, held, optimizer);
+  }
+
+  // As StartJob, for `tensors`, server s holding held[s].
+  void StartPlan(const CompressionSpec& compression, const std::vector<TensorSpec>& tensors,
+                 const std::vector<std::vector<TensorSlice>>& held,
+                 const OptimizerSpec& optimizer = SgdAt1()) {
+    client_.reset();
+    servers_.clear();
     JobSpec spec;
     spec.set_mode(ASYNC);
     spec.set_seed(5);
@@ -77,23 +88,17 @@ class PsClientTest : public ::testing::Test {
     ApplyJobDefaults(&spec);
     spec_ = spec;
     plan_ = TensorPlan();
-    *plan_.add_tensors() = Tensor("w", kW);
-    *plan_.add_tensors() = Tensor("b", kB);
+    for (const TensorSpec& t : tensors) *plan_.add_tensors() = t;
     *plan_.mutable_compression() = spec.compression();
     *plan_.mutable_optimizer() = spec.optimizer();
-    const std::vector<std::vector<TensorSlice>> held = {
-        {Slice("w", 0, kW / 2)}, {Slice("w", kW / 2, kW), Slice("b", 0, kB)}};
-    for (int s = 0; s < 2; ++s) {
+    for (size_t s = 0; s < held.size(); ++s) {
       servers_.push_back(std::make_unique<server::ParameterServer>());
       ASSERT_TRUE(servers_.back()->Start("127.0.0.1", 0).ok());
       ServerSlices* ss = plan_.add_servers();
       ss->set_server_id(absl::StrCat("s", s));
       ss->set_address(absl::StrCat("127.0.0.1:", servers_.back()->port()));
       for (const TensorSlice& slice : held[s]) *ss->add_slices() = slice;
-      ASSERT_TRUE(servers_.back()
-                      ->store()
-                      ->CreateJob("j", spec, {plan_.tensors(0), plan_.tensors(1)}, held[s], {0})
-                      .ok());
+      ASSERT_TRUE(servers_.back()->store()->CreateJob("j", spec, tensors, held[s], {0}).ok());
     }
     // Pushes in flight whatever the plan's size (the tests' is 3 MiB), the
     // path with more to get wrong.
@@ -659,6 +664,99 @@ TEST_F(PsClientTest, PreconditionOnWorkerNeedsAdamInThePlan) {
   EXPECT_EQ(client.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(client.status().message().find("precondition_on_worker"), absl::string_view::npos)
       << client.status();
+}
+
+// A model of many small tensors, each whole on one of two servers (as the
+// scheduler's planner places tensors under 64 KiB): with every codec, the
+// small pieces travel batched, a handful of messages per push and pull
+// instead of one per tensor, and each lands what its codec sends.
+TEST_F(PsClientTest, ManySmallTensorsTravelBatched) {
+  constexpr int kTensors = 40;
+  std::vector<TensorSpec> tensors;
+  std::vector<std::vector<TensorSlice>> held(2);
+  for (int t = 0; t < kTensors; ++t) {
+    // 100..20263 elements: the last few are over kBatchedPieceBytes and go
+    // on their own, after the batch before them.
+    const uint64_t size = 100 + 517 * static_cast<uint64_t>(t);
+    tensors.push_back(Tensor(absl::StrCat("t", t), size));
+    held[t % 2].push_back(Slice(tensors.back().name(), 0, size));
+  }
+  for (Compression codec : {COMPRESSION_NONE, COMPRESSION_FP16, COMPRESSION_BF16,
+                            COMPRESSION_TOPK, COMPRESSION_ONEBIT}) {
+    SCOPED_TRACE(CompressionName(codec));
+    CompressionSpec c;
+    c.set_codec(codec);
+    c.set_topk_ratio(0.05);
+    StartPlan(c, tensors, held);
+    std::vector<std::vector<float>> before, grads;
+    std::vector<absl::Span<const float>> spans;
+    for (int t = 0; t < kTensors; ++t) {
+      before.push_back(Initial(t));
+      grads.push_back(Gradient(tensors[t].size(), 100 + t));
+    }
+    for (const auto& g : grads) spans.push_back(g);
+    ASSERT_TRUE(client_->Push(0, absl::MakeConstSpan(spans)).ok());
+    std::vector<std::vector<float>> after;
+    for (int t = 0; t < kTensors; ++t) {
+      after.push_back(Held(tensors[t].name(), tensors[t].size()));
+      const std::vector<float>& w0 = before[t];
+      const std::vector<float>& g = grads[t];
+      const std::vector<float>& w = after[t];
+      uint64_t changed = 0;
+      float magnitude = -1;
+      for (size_t i = 0; i < g.size(); ++i) {
+        const float sent = w0[i] - w[i];  // SGD at rate 1
+        switch (codec) {
+          case COMPRESSION_NONE:
+            ASSERT_EQ(w[i], w0[i] - g[i]) << t << " " << i;
+            break;
+          case COMPRESSION_FP16:
+            ASSERT_NEAR(sent, g[i], 1e-3 * std::fabs(g[i]) + 1e-6) << t << " " << i;
+            break;
+          case COMPRESSION_BF16:
+            ASSERT_NEAR(sent, g[i], 1e-2 * std::fabs(g[i]) + 1e-6) << t << " " << i;
+            break;
+          case COMPRESSION_TOPK:
+            if (w[i] != w0[i]) {
+              ++changed;
+              ASSERT_EQ(w[i], w0[i] - g[i]) << t << " " << i;  // a kept element, exactly
+            }
+            break;
+          default:  // ONEBIT: the sign, times one magnitude per chunk
+            ASSERT_EQ(sent > 0, g[i] > 0) << t << " " << i;
+            if (magnitude < 0) magnitude = std::fabs(sent);
+            ASSERT_NEAR(std::fabs(sent), magnitude, 1e-5f * magnitude) << t << " " << i;
+            break;
+        }
+      }
+      if (codec == COMPRESSION_TOPK) {
+        EXPECT_EQ(changed, (g.size() * 5 + 99) / 100) << t;  // 5% of the chunk, ceil
+      }
+    }
+    // Pulled as held (fp32), or within 16-bit rounding of it.
+    std::vector<std::vector<float>> pulled;
+    std::vector<absl::Span<float>> into;
+    for (int t = 0; t < kTensors; ++t) pulled.emplace_back(tensors[t].size(), NAN);
+    for (auto& p : pulled) into.push_back(absl::MakeSpan(p));
+    int64_t view = -5;
+    ASSERT_TRUE(client_->Pull(1, absl::MakeConstSpan(into), &view).ok());
+    EXPECT_EQ(view, 0);
+    const double tolerance =
+        codec == COMPRESSION_FP16 ? 1e-3 : codec == COMPRESSION_BF16 ? 1e-2 : 0;
+    for (int t = 0; t < kTensors; ++t) {
+      for (size_t i = 0; i < pulled[t].size(); ++i) {
+        ASSERT_NEAR(pulled[t][i], after[t][i], tolerance * std::fabs(after[t][i]) + 1e-6)
+            << t << " " << i;
+      }
+    }
+    // Each server's 16 small tensors (about 500 KB of float32) go in 2 or 3
+    // batched messages, its 4 large ones in one each; a message per tensor
+    // would be 40.
+    const auto messages = client_->messages();
+    EXPECT_LE(messages.push, 2 * (3 + 4));
+    EXPECT_LE(messages.pull, 2 * (3 + 4));
+    EXPECT_GE(messages.pull, 2 * (2 + 4));
+  }
 }
 
 TEST_F(PsClientTest, OneBitSendsSignsScaledByTheMeanMagnitude) {

@@ -57,8 +57,8 @@ grpc::ByteBuffer EncodeChunk(const google::protobuf::MessageLite& header, int pa
 }
 
 grpc::ByteBuffer MessageBuffer(const google::protobuf::MessageLite& message) {
-  const std::string bytes = message.SerializeAsString();
-  grpc::Slice slice(bytes);
+  grpc::Slice slice(message.ByteSizeLong());
+  message.SerializeWithCachedSizesToArray(const_cast<uint8_t*>(slice.begin()));
   return grpc::ByteBuffer(&slice, 1);
 }
 

@@ -27,8 +27,9 @@
 
 namespace tessera {
 
-// A whole small message (a request, a response, an end-of-push marker) as one
-// byte buffer, for the calls that run on raw byte buffers.
+// A whole message (a request, a response, an end-of-push marker, a batch of
+// small pieces) as one byte buffer, serialized straight into it, for the
+// calls that run on raw byte buffers.
 grpc::ByteBuffer MessageBuffer(const google::protobuf::MessageLite& message);
 
 // Encodes `header` (whose payload field must be empty) followed by the bytes
@@ -55,6 +56,10 @@ grpc::ByteBuffer EncodeChunkHeaderLast(
 // or Hold keeps where they are.
 class ChunkPayload {
  public:
+  // A payload already decoded into a string (a batch entry's values, which
+  // protobuf parsed with its message); ReadTo copies and Hold takes it.
+  static ChunkPayload Of(std::string* bytes) { return ChunkPayload(bytes); }
+
   size_t size() const { return size_; }
   // Copies the payload to dst (size() bytes). DATA_LOSS if the buffer ends
   // early. At most once, and not after Hold.

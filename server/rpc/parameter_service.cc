@@ -79,23 +79,23 @@ class PushIntake {
   ~PushIntake() { Fail(absl::CancelledError("push stream ended early; nothing applied")); }
 
   // Stages `chunk`; *end says whether it ends the push (end_of_push, on a
-  // PushStream): a chunk that names a tensor is staged first, a bare marker
-  // carries nothing. An error fails the push.
+  // PushStream): its batch entries and its own tensor are staged first; a
+  // bare marker carries nothing. An error fails the push.
   absl::Status Add(grpc::ByteBuffer* chunk, bool* end) {
     *end = false;
     PushChunk header;
-    absl::Status s = DecodeChunk(chunk, &header, PushChunk::kValuesFieldNumber,
-                                 [&](ChunkPayload& payload) -> absl::Status {
-                                   *end = header.end_of_push();
-                                   if (*end && header.tensor().empty()) {
-                                     return payload.size() == 0
-                                                ? absl::OkStatus()
-                                                : absl::InvalidArgumentError(
-                                                      "push: an end_of_push chunk with values "
-                                                      "but no tensor");
-                                   }
-                                   return Stage(header, payload);
-                                 });
+    absl::Status s = DecodeChunk(
+        chunk, &header, PushChunk::kValuesFieldNumber, [&](ChunkPayload& payload) -> absl::Status {
+          *end = header.end_of_push();
+          TESSERA_RETURN_IF_ERROR(StageBatch(&header));
+          // An end marker, or a batch, need not carry a piece of its own.
+          if (header.tensor().empty() && (*end || header.batch_size() > 0)) {
+            return payload.size() == 0
+                       ? absl::OkStatus()
+                       : absl::InvalidArgumentError("push: a chunk with values but no tensor");
+          }
+          return Stage(header, payload);
+        });
     if (!s.ok()) Fail(s);
     return s;
   }
@@ -128,6 +128,35 @@ class PushIntake {
   void Reset() {
     session_.reset();
     ended_ = false;
+  }
+
+  // The pieces batched in `outer` (PushChunk.batch), each staged as a chunk
+  // of its own with the outer chunk's push fields.
+  absl::Status StageBatch(PushChunk* outer) {
+    for (int i = 0; i < outer->batch_size(); ++i) {
+      PushChunk& entry = *outer->mutable_batch(i);
+      if (!entry.job_id().empty() || entry.worker() != 0 || entry.clock() != 0 ||
+          entry.parts() != 0 || entry.push_id() != 0 || entry.prior_push_id() != 0 ||
+          entry.end_of_push() || entry.batch_size() > 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "push: batch entry ", i, " (tensor '", entry.tensor(),
+            "') sets fields of the push; an entry carries only tensor, offset, values, "
+            "encoding, elements and scale"));
+      }
+      if (entry.tensor().empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("push: batch entry ", i, " names no tensor"));
+      }
+      entry.set_job_id(outer->job_id());
+      entry.set_worker(outer->worker());
+      entry.set_clock(outer->clock());
+      entry.set_parts(outer->parts());
+      entry.set_push_id(outer->push_id());
+      entry.set_prior_push_id(outer->prior_push_id());
+      ChunkPayload payload = ChunkPayload::Of(entry.mutable_values());
+      TESSERA_RETURN_IF_ERROR(Stage(entry, payload));
+    }
+    return absl::OkStatus();
   }
 
   absl::Status Stage(const PushChunk& header, ChunkPayload& payload) {
@@ -466,11 +495,12 @@ class PullWriter {
     }
   }
 
-  // Encodes the next piece into *chunk; *last says whether it was the last
-  // one (it then carries end_of_pull when `mark_end`). Once the cursor is open.
+  // Encodes the next piece, or the next run of small ones, into *chunk;
+  // *last says whether it was the last one (it then carries end_of_pull when
+  // `mark_end`). Once the cursor is open.
   absl::Status EncodeNext(grpc::ByteBuffer* chunk, bool mark_end, bool* last) {
-    constexpr size_t kMaxElements = kPullPieceBytes / sizeof(float);
     const size_t n = cursor_->NextSize(kMaxElements);
+    if (n < kBatchedElements) return EncodeBatch(chunk, mark_end, last);
     const Compression encoding = encodings_[cursor_->next_range()];
     const auto codec = static_cast<kernels::Codec>(encoding);
     const size_t bytes =
@@ -511,6 +541,59 @@ class PullWriter {
   }
 
  private:
+  static constexpr size_t kMaxElements = kPullPieceBytes / sizeof(float);
+  static constexpr size_t kBatchedElements = kBatchedPieceBytes / sizeof(float);
+
+  // Consecutive small pieces as the entries of one PullChunk (its batch), up
+  // to kMaxBatchBytes of float32 payload: each piece is copied into its
+  // entry, then serialized into the outgoing buffer, a second copy that is
+  // nothing beside the message it saves at these sizes. The entries' own
+  // view_clock and end_of_pull are cleared with header_.
+  absl::Status EncodeBatch(grpc::ByteBuffer* chunk, bool mark_end, bool* last) {
+    header_.Clear();  // keeps the entries' strings for the next batch
+    size_t batched = 0;
+    for (size_t n = cursor_->NextSize(kMaxElements);
+         n > 0 && n < kBatchedElements && batched + n * sizeof(float) <= kMaxBatchBytes;
+         n = cursor_->NextSize(kMaxElements)) {
+      const Compression encoding = encodings_[cursor_->next_range()];
+      const auto codec = static_cast<kernels::Codec>(encoding);
+      PullChunk* entry = header_.add_batch();
+      std::string* values = entry->mutable_values();
+      PullCursor::Piece piece;
+      TESSERA_RETURN_IF_ERROR(cursor_->Next(
+                                  kMaxElements,
+                                  [&](size_t k) {
+                                    if (encoding != COMPRESSION_NONE) {
+                                      wide_.resize(k);
+                                      return wide_.data();
+                                    }
+                                    values->resize(k * sizeof(float));
+                                    return reinterpret_cast<float*>(values->data());
+                                  },
+                                  &piece)
+                                  .status());
+      if (encoding != COMPRESSION_NONE) {
+        const float scale = kernels::PayloadScale(codec, wide_.data(), n);
+        entry->set_scale(scale);
+        values->resize(kernels::PayloadBytes(codec, n, 0));
+        kernels::EncodePayload(codec, wide_.data(), n, 0, scale, values->data(), nullptr);
+      }
+      entry->set_encoding(encoding);
+      entry->set_tensor(*piece.tensor);
+      entry->set_offset(piece.offset);
+      entry->set_version(piece.version);
+      batched += n * sizeof(float);
+    }
+    // A lone small piece (the tail of a large one, a pull of one small
+    // tensor) goes as a plain chunk: its entry is one.
+    PullChunk* out = header_.batch_size() == 1 ? header_.mutable_batch(0) : &header_;
+    out->set_view_clock(cursor_->view_clock());
+    *last = cursor_->NextSize(kMaxElements) == 0;
+    if (*last && mark_end) out->set_end_of_pull(true);
+    *chunk = MessageBuffer(*out);
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<std::unique_ptr<PullCursor>> Open(absl::Time deadline) {
     return store_->OpenPull(req_.job_id(), req_.worker(), req_.clock(), slices_, deadline);
   }

@@ -224,6 +224,25 @@ TEST_F(ParameterServiceTest, BadPushesGetAClearStatus) {
   PushChunk part_b = Chunk("j", 0, 0, "dense0/w", 2, g.data(), 2);
   part_b.set_parts(3);
   part_b.set_push_id(9);
+  // Batches (PushChunk.batch) whose entries are not pieces of the push.
+  PushChunk entry_job = Chunk("j", 0, 0, "dense0/w", 0, g.data(), 10);
+  *entry_job.add_batch() = Chunk("j", 0, 0, "dense0/w", 10, g.data(), 10);
+  PushChunk entry_nested = Chunk("j", 0, 0, "dense0/w", 0, g.data(), 10);
+  PushChunk* nested = entry_nested.add_batch();
+  nested->set_tensor("dense0/w");
+  nested->set_offset(10);
+  nested->add_batch()->set_tensor("dense0/w");
+  PushChunk entry_unnamed = Chunk("j", 0, 0, "", 0, g.data(), 0);
+  entry_unnamed.add_batch()->set_offset(5);
+  PushChunk entry_past = Chunk("j", 0, 0, "", 0, g.data(), 0);
+  PushChunk* past = entry_past.add_batch();
+  past->set_tensor("dense0/w");
+  past->set_offset(kSize - 5);
+  past->set_values(reinterpret_cast<const char*>(g.data()), 10 * sizeof(float));
+  PushChunk batch_values = Chunk("j", 0, 0, "", 0, g.data(), 4);
+  PushChunk* fine = batch_values.add_batch();
+  fine->set_tensor("dense0/w");
+  fine->set_values(reinterpret_cast<const char*>(g.data()), 10 * sizeof(float));
   const std::vector<Case> cases = {
       {"fp16 odd bytes", {half_odd}, grpc::StatusCode::INVALID_ARGUMENT, "not a valid payload"},
       {"topk index past the chunk", {topk_past}, grpc::StatusCode::INVALID_ARGUMENT,
@@ -252,6 +271,16 @@ TEST_F(ParameterServiceTest, BadPushesGetAClearStatus) {
       {"parts change", {part_a, part_b}, grpc::StatusCode::INVALID_ARGUMENT, "in 3 parts"},
       {"end_of_push on Push", {Chunk("j", 0, 0, "dense0/w", 0, g.data(), 10), marker},
        grpc::StatusCode::INVALID_ARGUMENT, "PushStream"},
+      {"batch entry with a job", {entry_job}, grpc::StatusCode::INVALID_ARGUMENT,
+       "batch entry 0 (tensor 'dense0/w') sets fields of the push"},
+      {"batch entry with a batch", {entry_nested}, grpc::StatusCode::INVALID_ARGUMENT,
+       "sets fields of the push"},
+      {"batch entry without a tensor", {entry_unnamed}, grpc::StatusCode::INVALID_ARGUMENT,
+       "batch entry 0 names no tensor"},
+      {"batch entry past the end", {entry_past}, grpc::StatusCode::INVALID_ARGUMENT,
+       "dense0/w"},
+      {"batch with values but no tensor", {batch_values}, grpc::StatusCode::INVALID_ARGUMENT,
+       "values but no tensor"},
   };
   for (const Case& c : cases) {
     grpc::Status s = PushChunks(c.chunks);
@@ -371,6 +400,116 @@ TEST_F(ParameterServiceTest, AnEndOfPushWithValuesButNoTensorIsRefused) {
   ASSERT_TRUE(stream->Write(end));
   ExpectPushRefused(stream.get(), "no tensor");
   ExpectNothingApplied();
+}
+
+// Small pieces batched into one message (PushChunk.batch) are staged like
+// chunks of their own: worker 0 pushes batches whose own tensor field holds
+// one more piece, worker 1 ends its PushStream push with a batch that holds
+// nothing else, and each push applies exactly once. A pull of many small
+// slices comes back batched the same way (PullChunk.batch), up to
+// kMaxBatchBytes of payload to a message, with large pieces as before.
+TEST_F(ParameterServiceTest, BatchedPiecesTravelLikeChunksOfTheirOwn) {
+  std::vector<float> g(kSize);
+  for (uint64_t i = 0; i < kSize; ++i) g[i] = 0.001f * static_cast<float>(i % 777);
+  constexpr uint64_t kPiece = 3000;    // elements: 12 KB, batched
+  constexpr uint64_t kPieces = 100;    // the first 300000 elements
+  constexpr uint64_t kPerMessage = 25;
+  auto entry = [&](PushChunk* batch, uint64_t piece) {
+    PushChunk* e = batch->add_batch();
+    e->set_tensor("dense0/w");
+    e->set_offset(piece * kPiece);
+    e->set_values(reinterpret_cast<const char*>(g.data() + piece * kPiece),
+                  kPiece * sizeof(float));
+  };
+  const size_t per = kMaxChunkBytes / 4;
+  std::vector<PushChunk> plain;  // the rest of the tensor
+  for (uint64_t i = kPieces * kPiece; i < kSize; i += per) {
+    plain.push_back(Chunk("j", 0, 0, "dense0/w", i, g.data() + i, std::min(per, kSize - i)));
+  }
+  // Worker 0, on Push: each batch's own piece is its last.
+  std::vector<PushChunk> chunks;
+  for (uint64_t m = 0; m < kPieces / kPerMessage; ++m) {
+    const uint64_t own = (m + 1) * kPerMessage - 1;
+    PushChunk batch = Chunk("j", 0, 0, "dense0/w", own * kPiece, g.data() + own * kPiece, kPiece);
+    for (uint64_t p = m * kPerMessage; p < own; ++p) entry(&batch, p);
+    chunks.push_back(batch);
+  }
+  chunks.insert(chunks.end(), plain.begin(), plain.end());
+  const grpc::Status pushed = PushChunks(chunks);
+  ASSERT_TRUE(pushed.ok()) << pushed.error_message();
+  {
+    // Worker 1, on PushStream: the plain chunks first, then batches, the
+    // last of them ending the push.
+    grpc::ClientContext ctx;
+    SetTimeout(&ctx, absl::Seconds(30));
+    auto stream = stub_->PushStream(&ctx);
+    for (PushChunk c : plain) {
+      c.set_worker(1);
+      ASSERT_TRUE(stream->Write(c));
+    }
+    for (uint64_t m = 0; m < kPieces / kPerMessage; ++m) {
+      PushChunk batch;
+      batch.set_job_id("j");
+      batch.set_worker(1);
+      batch.set_end_of_push(m + 1 == kPieces / kPerMessage);
+      for (uint64_t p = m * kPerMessage; p < (m + 1) * kPerMessage; ++p) entry(&batch, p);
+      ASSERT_TRUE(stream->Write(batch));
+    }
+    PushResponse resp;
+    ASSERT_TRUE(stream->Read(&resp));
+    EXPECT_EQ(resp.elements(), kSize);
+    stream->WritesDone();
+    ASSERT_TRUE(stream->Finish().ok());
+  }
+  std::vector<float> want = Initial();
+  for (uint64_t i = 0; i < kSize; ++i) want[i] -= 0.5f * g[i];
+
+  // One pull of the 100 small slices and the large rest.
+  PullRequest req;
+  req.set_job_id("j");
+  req.set_clock(1);
+  for (uint64_t p = 0; p < kPieces; ++p) {
+    TensorSlice* s = req.add_slices();
+    s->set_tensor("dense0/w");
+    s->set_begin(p * kPiece);
+    s->set_end((p + 1) * kPiece);
+  }
+  TensorSlice* rest = req.add_slices();
+  rest->set_tensor("dense0/w");
+  rest->set_begin(kPieces * kPiece);
+  rest->set_end(kSize);
+  grpc::ClientContext ctx;
+  SetTimeout(&ctx, absl::Seconds(30));
+  auto reader = stub_->Pull(&ctx, req);
+  std::vector<float> values(kSize, NAN);
+  std::vector<int> entries;  // per message
+  PullChunk c;
+  auto place = [&](const PullChunk& piece) {
+    ASSERT_EQ(piece.tensor(), "dense0/w");
+    ASSERT_LE(piece.offset() * 4 + piece.values().size(), kSize * 4);
+    EXPECT_EQ(piece.version(), 1);
+    std::memcpy(values.data() + piece.offset(), piece.values().data(), piece.values().size());
+  };
+  while (reader->Read(&c)) {
+    entries.push_back(c.batch_size());
+    EXPECT_EQ(c.view_clock(), 0);
+    for (const PullChunk& e : c.batch()) {
+      EXPECT_EQ(e.view_clock(), 0);  // only the message's applies
+      place(e);
+    }
+    if (c.batch_size() == 0) place(c);
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_TRUE(values == want);
+  // 12000-byte pieces, 21 to a message (252000 bytes, under kMaxBatchBytes),
+  // then the rest of the tensor in kPullPieceBytes pieces, unbatched.
+  const size_t per_batch = kMaxBatchBytes / (kPiece * sizeof(float));
+  std::vector<int> want_entries(kPieces / per_batch, static_cast<int>(per_batch));
+  want_entries.push_back(static_cast<int>(kPieces % per_batch));
+  const uint64_t rest_bytes = (kSize - kPieces * kPiece) * sizeof(float);
+  want_entries.resize(want_entries.size() + (rest_bytes + kPullPieceBytes - 1) / kPullPieceBytes,
+                      0);
+  EXPECT_EQ(entries, want_entries);
 }
 
 // Several pulls on one PullStream: each is answered by its chunks, only the

@@ -238,47 +238,68 @@ class PushStreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, gr
 
 namespace {
 
-// Decodes one pulled chunk straight into `target`: adds its elements to
+// Decodes one pulled piece (`header` and its payload) straight into
+// `target` and adds its elements to *received. `narrow` is scratch for a
+// 16-bit piece. DATA_LOSS for a piece that does not fit the target.
+absl::Status DecodePullPiece(const PullChunk& header, ChunkPayload& payload,
+                             const PullTarget& target, std::string* narrow, uint64_t* received) {
+  const auto& names = *target.names;
+  const auto it = std::find(names.begin(), names.end(), header.tensor());
+  const bool narrowed = header.encoding() != COMPRESSION_NONE;
+  const size_t width = narrowed ? 2 : sizeof(float);
+  const size_t n = payload.size() / width;
+  if ((narrowed && header.encoding() != COMPRESSION_FP16 &&
+       header.encoding() != COMPRESSION_BF16) ||
+      it == names.end() || payload.size() % width != 0 ||
+      header.offset() > target.params[it - names.begin()].size() ||
+      n > target.params[it - names.begin()].size() - header.offset()) {
+    return absl::DataLossError(absl::StrCat("malformed ", CompressionName(header.encoding()),
+                                            " chunk for tensor '", header.tensor(),
+                                            "' at offset ", header.offset()));
+  }
+  float* dst = target.params[it - names.begin()].data() + header.offset();
+  if (!narrowed) {
+    char* out = reinterpret_cast<char*>(dst);
+    TESSERA_RETURN_IF_ERROR(target.stream ? payload.StreamTo(out) : payload.ReadTo(out));
+  } else {
+    // A 16-bit piece (FP16/BF16): read whole, widened into the parameters.
+    narrow->resize(payload.size());
+    TESSERA_RETURN_IF_ERROR(payload.ReadTo(narrow->data()));
+    if (!kernels::DecodePayload(static_cast<kernels::Codec>(header.encoding()), narrow->data(),
+                                narrow->size(), static_cast<int64_t>(n), header.scale(), dst)) {
+      return absl::DataLossError(absl::StrCat("bad scale ", header.scale(), " in the ",
+                                              CompressionName(header.encoding()),
+                                              " chunk for tensor '", header.tensor(), "'"));
+    }
+  }
+  *received += n;
+  return absl::OkStatus();
+}
+
+// Decodes one pulled chunk straight into `target`: its batched pieces
+// (PullChunk.batch), then its own piece, if any; adds their elements to
 // *received, lowers *view_clock to its view clock, and says in *end whether
-// it ended its pull (end_of_pull). `narrow` is scratch for a 16-bit chunk.
-// DATA_LOSS for a chunk that does not fit the target.
+// it ended its pull (end_of_pull). DATA_LOSS for a chunk that does not fit
+// the target.
 absl::Status DecodePullChunk(grpc::ByteBuffer* chunk, const PullTarget& target,
                              std::string* narrow, uint64_t* received, int64_t* view_clock,
                              bool* end) {
   PullChunk header;
   return DecodeChunk(
       chunk, &header, PullChunk::kValuesFieldNumber, [&](ChunkPayload& payload) -> absl::Status {
-        const auto& names = *target.names;
-        const auto it = std::find(names.begin(), names.end(), header.tensor());
-        const bool narrowed = header.encoding() != COMPRESSION_NONE;
-        const size_t width = narrowed ? 2 : sizeof(float);
-        const size_t n = payload.size() / width;
-        if ((narrowed && header.encoding() != COMPRESSION_FP16 &&
-             header.encoding() != COMPRESSION_BF16) ||
-            it == names.end() || payload.size() % width != 0 ||
-            header.offset() > target.params[it - names.begin()].size() ||
-            n > target.params[it - names.begin()].size() - header.offset()) {
-          return absl::DataLossError(absl::StrCat("malformed ", CompressionName(header.encoding()),
-                                                  " chunk for tensor '", header.tensor(),
-                                                  "' at offset ", header.offset()));
-        }
-        float* dst = target.params[it - names.begin()].data() + header.offset();
-        if (!narrowed) {
-          char* out = reinterpret_cast<char*>(dst);
-          TESSERA_RETURN_IF_ERROR(target.stream ? payload.StreamTo(out) : payload.ReadTo(out));
-        } else {
-          // A 16-bit chunk (FP16/BF16): read whole, widened into the parameters.
-          narrow->resize(payload.size());
-          TESSERA_RETURN_IF_ERROR(payload.ReadTo(narrow->data()));
-          if (!kernels::DecodePayload(static_cast<kernels::Codec>(header.encoding()),
-                                      narrow->data(), narrow->size(), static_cast<int64_t>(n),
-                                      header.scale(), dst)) {
-            return absl::DataLossError(absl::StrCat("bad scale ", header.scale(), " in the ",
-                                                    CompressionName(header.encoding()),
-                                                    " chunk for tensor '", header.tensor(), "'"));
+        for (int i = 0; i < header.batch_size(); ++i) {
+          PullChunk& entry = *header.mutable_batch(i);
+          if (entry.view_clock() != 0 || entry.end_of_pull() || entry.batch_size() > 0) {
+            return absl::DataLossError(absl::StrCat("malformed batch entry ", i, " for tensor '",
+                                                    entry.tensor(),
+                                                    "': it sets fields of the pull"));
           }
+          ChunkPayload values = ChunkPayload::Of(entry.mutable_values());
+          TESSERA_RETURN_IF_ERROR(DecodePullPiece(entry, values, target, narrow, received));
         }
-        *received += n;
+        if (!header.tensor().empty() || payload.size() > 0 || header.batch_size() == 0) {
+          TESSERA_RETURN_IF_ERROR(DecodePullPiece(header, payload, target, narrow, received));
+        }
         *view_clock = std::min(*view_clock, header.view_clock());
         *end = header.end_of_pull();
         return absl::OkStatus();
@@ -313,6 +334,7 @@ class PullStreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, gr
       mu_.Await(absl::Condition(&idle));
       target_ = target;
       received_ = 0;
+      messages_ = 0;
       view_clock_ = std::numeric_limits<int64_t>::max();
       pulling_ = true;
       if (ended_) return;  // Await() says so
@@ -336,10 +358,14 @@ class PullStreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, gr
     if (!mu_.AwaitWithDeadline(absl::Condition(&settled), deadline)) return Outcome::kTimedOut;
     return pulling_ ? Outcome::kEnded : Outcome::kAnswered;
   }
-  // The answered pull's values received and view clock.
+  // The answered pull's values received, messages read, and view clock.
   uint64_t received() {
     absl::MutexLock lock(&mu_);
     return received_;
+  }
+  uint64_t messages() {
+    absl::MutexLock lock(&mu_);
+    return messages_;
   }
   int64_t view_clock() {
     absl::MutexLock lock(&mu_);
@@ -382,6 +408,7 @@ class PullStreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, gr
           pulling_ ? DecodePullChunk(&chunk_, *target_, &narrow_, &received_, &view_clock_, &end)
                    : absl::DataLossError("a chunk with no pull asked for");
       chunk_.Clear();
+      ++messages_;
       if (!st.ok()) {
         error_ = st;
         ended_ = true;
@@ -409,6 +436,7 @@ class PullStreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, gr
   bool pulling_ ABSL_GUARDED_BY(mu_) = false;  // a pull is asked for and not yet answered
   bool ended_ ABSL_GUARDED_BY(mu_) = false;    // no more chunks will come
   uint64_t received_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t messages_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t view_clock_ ABSL_GUARDED_BY(mu_) = std::numeric_limits<int64_t>::max();
   absl::Status error_ ABSL_GUARDED_BY(mu_);
 };
@@ -584,6 +612,9 @@ absl::Status GrpcParameterClient::BeginPush(int64_t clock) {
   pieces_left_.resize(stripes_.size());
   for (size_t i = 0; i < stripes_.size(); ++i) pieces_left_[i] = stripes_[i].pieces.size();
   push_ends_.assign(stripes_.size(), grpc::ByteBuffer());
+  batches_.resize(stripes_.size());
+  for (PushChunk& batch : batches_) batch.Clear();
+  batch_bytes_.assign(stripes_.size(), 0);
   push_streams_.resize(stripes_.size());
   for (size_t i = 0; i < stripes_.size(); ++i) {
     auto& stream = push_streams_[i];
@@ -622,9 +653,6 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
   pushed_[tensor] = true;
   const Compression codec = codecs_[tensor];
   PushChunk header;
-  header.set_job_id(job_id_);
-  header.set_worker(rank_);
-  header.set_clock(push_clock_);
   header.set_tensor(tensor_names_[tensor]);
   header.set_encoding(codec);
   // TOPK and ONEBIT send an approximation: what they leave out of this push
@@ -649,27 +677,18 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
   // so the senders' stripes are on their way before it blocks here.
   for (auto holder = holders_[tensor].rbegin(); holder != holders_[tensor].rend(); ++holder) {
     const auto& [stripe, piece] = *holder;
-    const int parts = servers_[stripes_[stripe].server].parts;
-    header.set_parts(parts > 1 ? parts : 0);
-    header.set_push_id(parts > 1 ? push_id_ : 0);
-    // The push before, if not yet answered: the server keeps it open.
-    header.set_prior_push_id(parts > 1 && unanswered_.has_value() ? unanswered_->push_id : 0);
+    SetPushFields(stripe, &header);
     // The stripe's last chunk of this push ends it (no marker of its own);
     // FinishPush sends it.
     const bool ends_stripe = --pieces_left_[stripe] == 0;
+    // A small piece joins the stripe's batch (one chunk: under
+    // kBatchedPieceBytes); a larger one goes after the batch so far.
+    const bool batched = (piece.end - piece.begin) * sizeof(float) < kBatchedPieceBytes;
+    if (!batched) FlushBatch(stripe);
     internal::PushStreamCall& stream = *push_streams_[stripe];
     for (uint64_t off = piece.begin; off < piece.end; off += kFloatsPerChunk) {
       const uint64_t n = std::min<uint64_t>(kFloatsPerChunk, piece.end - off);
       const bool last = ends_stripe && off + n == piece.end;
-      auto send = [&](grpc::ByteBuffer chunk) {
-        if (last) {
-          push_ends_[stripe].Swap(&chunk);
-        } else {
-          stream.Write(std::move(chunk));
-        }
-      };
-      header.set_offset(off);
-      header.set_end_of_push(last);
       const float* values = grad.data() + off;
       if (feedback) {
         accumulated_.resize(n);
@@ -690,28 +709,86 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
       const size_t bytes = kernels::PayloadBytes(kcodec, n, k);
       // The scale goes in the header, which precedes the payload.
       const float scale = kernels::PayloadScale(kcodec, values, n);
-      header.set_scale(scale);
-      if (feedback) {
-        payload_.resize(bytes);
-        kernels::EncodePayload(kcodec, values, n, k, scale, payload_.data(), sent_.data());
-        header.set_elements(n);
-        for (uint64_t i = 0; i < n; ++i) residual[off + i] = accumulated_[i] - sent_[i];
-        send(EncodeChunk(header, PushChunk::kValuesFieldNumber, bytes,
-                         [&](char* dst) { std::memcpy(dst, payload_.data(), bytes); }));
-      } else if (codec == COMPRESSION_NONE) {
-        // The gradient itself is the payload: gRPC writes it to the socket
-        // from here, and FinishPush waits until gRPC lets go of it.
-        send(EncodeChunkAround(header, PushChunk::kValuesFieldNumber, pins_->Pin(values, bytes)));
-      } else {
-        send(EncodeChunk(header, PushChunk::kValuesFieldNumber, bytes, [&](char* dst) {
-          kernels::EncodePayload(kcodec, values, n, 0, scale, dst, nullptr);
-        }));
-      }
+      // Writes the payload; TOPK and ONEBIT keep what it left out.
+      auto encode = [&](char* dst) {
+        if (codec == COMPRESSION_NONE) {
+          std::memcpy(dst, values, bytes);
+          return;
+        }
+        kernels::EncodePayload(kcodec, values, n, k, scale, dst, feedback ? sent_.data() : nullptr);
+        if (feedback) {
+          for (uint64_t i = 0; i < n; ++i) residual[off + i] = accumulated_[i] - sent_[i];
+        }
+      };
       push_wire_bytes_ += bytes;
       push_raw_bytes_ += n * sizeof(float);
+      if (batched) {
+        PushChunk& batch = batches_[stripe];
+        PushChunk* entry = batch.add_batch();
+        entry->set_tensor(tensor_names_[tensor]);
+        entry->set_offset(off);
+        entry->set_encoding(codec);
+        if (feedback) entry->set_elements(n);
+        entry->set_scale(scale);
+        std::string* payload = entry->mutable_values();
+        payload->resize(bytes);
+        encode(payload->data());
+        batch_bytes_[stripe] += n * sizeof(float);
+        if (last) {
+          push_ends_[stripe] = TakeBatch(stripe, /*end_of_push=*/true);
+        } else if (batch_bytes_[stripe] >= kMaxBatchBytes) {
+          FlushBatch(stripe);
+        }
+        continue;
+      }
+      header.set_offset(off);
+      header.set_end_of_push(last);
+      header.set_scale(scale);
+      if (feedback) header.set_elements(n);
+      // The gradient itself is a float32 payload: gRPC writes it to the
+      // socket from here, and FinishPush waits until gRPC lets go of it.
+      grpc::ByteBuffer chunk =
+          codec == COMPRESSION_NONE
+              ? EncodeChunkAround(header, PushChunk::kValuesFieldNumber, pins_->Pin(values, bytes))
+              : EncodeChunk(header, PushChunk::kValuesFieldNumber, bytes, encode);
+      if (last) {
+        push_ends_[stripe].Swap(&chunk);
+      } else {
+        stream.Write(std::move(chunk));
+        ++push_messages_;
+      }
     }
   }
   return absl::OkStatus();
+}
+
+void GrpcParameterClient::SetPushFields(size_t stripe, PushChunk* chunk) const {
+  const int parts = servers_[stripes_[stripe].server].parts;
+  chunk->set_job_id(job_id_);
+  chunk->set_worker(rank_);
+  chunk->set_clock(push_clock_);
+  chunk->set_parts(parts > 1 ? parts : 0);
+  chunk->set_push_id(parts > 1 ? push_id_ : 0);
+  // The push before, if not yet answered: the server keeps it open.
+  chunk->set_prior_push_id(parts > 1 && unanswered_.has_value() ? unanswered_->push_id : 0);
+}
+
+grpc::ByteBuffer GrpcParameterClient::TakeBatch(size_t stripe, bool end_of_push) {
+  PushChunk& batch = batches_[stripe];
+  // A lone piece goes as a plain chunk: its entry is one.
+  PushChunk* out = batch.batch_size() == 1 ? batch.mutable_batch(0) : &batch;
+  SetPushFields(stripe, out);
+  out->set_end_of_push(end_of_push);
+  grpc::ByteBuffer message = MessageBuffer(*out);
+  batch.Clear();  // keeps the entries and their strings for the next batch
+  batch_bytes_[stripe] = 0;
+  return message;
+}
+
+void GrpcParameterClient::FlushBatch(size_t stripe) {
+  if (batches_[stripe].batch_size() == 0) return;
+  push_streams_[stripe]->Write(TakeBatch(stripe, /*end_of_push=*/false));
+  ++push_messages_;
 }
 
 absl::Status GrpcParameterClient::FinishPush() {
@@ -735,6 +812,7 @@ absl::Status GrpcParameterClient::FinishPush() {
   for (size_t i = push_streams_.size(); i-- > 0;) {
     push.answers[i] = push_streams_[i]->EndPush(std::move(push_ends_[i]));
   }
+  push_messages_ += push_streams_.size();
   // grpc::ByteBuffer has no move: the held copies still reference the
   // gradients until they go.
   push_ends_.clear();
@@ -945,6 +1023,7 @@ absl::Status GrpcParameterClient::FinishPull(int64_t* view_clock) {
                                                    " values, expected ", stripes_[i].elements));
         }
         view = std::min(view, stream.view_clock());
+        pull_messages_ += stream.messages();
         break;
       case internal::PullStreamCall::Outcome::kEnded: {
         const absl::Status error = stream.error();

@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "proto/job.pb.h"
+#include "proto/parameter_service.pb.h"
 #include "worker/parameter_client.h"
 
 namespace tessera {
@@ -76,30 +77,33 @@ struct PullTarget {
 }  // namespace internal
 
 // ParameterClient over gRPC. Each request is split by server, all servers at
-// once, and with fewer servers than options.streams a server's share is
-// split again into stripes, one per channel (TCP connection) to it. Pushes
-// go on one long-lived PushStream per stripe, each push's part ended by its
-// last chunk, which carries end_of_push, and answered by the server (a failed push closes the
-// stream; the next push opens a new one), and pulls likewise on one
-// long-lived PullStream per stripe, each pull's last chunk marked
-// end_of_pull (a failed pull closes the streams). Payload goes in chunks of
-// at most kMaxChunkBytes. The server applies a striped push only once every
-// stripe arrived whole (PushChunk.parts). One push may be unanswered while
-// the next is sent (pushes_in_flight): its answers are waited for by the
-// next FinishPush, StartPull or AwaitPushes, and the next push's chunks
-// name it (PushChunk.prior_push_id) so the server keeps it open. The calls run on gRPC's callback API over raw byte buffers (common/rpc/chunk_codec.h): a float32
-// chunk is pushed without a copy, gRPC writing the caller's gradient to the
-// socket (a compressed one is encoded once into gRPC's buffer), and starts on
-// its way while the caller goes on (PushTensor); a pulled chunk is
-// decoded straight from gRPC's receive buffers into the parameters, on gRPC's
-// threads, while the caller may compute (StartPull). With several stripes,
-// each stripe after the first starts its writes from a thread of the
-// client's own (gRPC copies a write to the socket on the thread that starts
-// it), so a push's stripes go to the kernel on several cores at once.
-// TOPK and ONEBIT pushes keep error feedback per tensor (what a push leaves
-// out goes into the next one); TOPK keeps TopKRatioAt(compression, clock) of
-// each chunk; with compression.precondition_on_worker the gradient is first
-// divided by sqrt(v^) + eps of Adam's second moment, kept here.
+// once, and with fewer servers than options.streams a server's share is split
+// again into stripes, one per channel (TCP connection) to it. Pushes go on one
+// long-lived PushStream per stripe, each push's part ended by its last chunk,
+// which carries end_of_push, and answered by the server (a failed push closes
+// the stream; the next push opens a new one), and pulls likewise on one long-
+// lived PullStream per stripe, each pull's last chunk marked end_of_pull (a
+// failed pull closes the streams). Payload goes in chunks of at most
+// kMaxChunkBytes; pieces under kBatchedPieceBytes go several to a message both
+// ways (PushChunk.batch, PullChunk.batch), so a model of many small tensors
+// does not pay a message per tensor. The server applies a striped push only
+// once every stripe arrived whole (PushChunk.parts). One push may be unanswered
+// while the next is sent (pushes_in_flight): its answers are waited for by the
+// next FinishPush, StartPull or AwaitPushes, and the next push's chunks name it
+// (PushChunk.prior_push_id) so the server keeps it open. The calls run on
+// gRPC's callback API over raw byte buffers (common/rpc/chunk_codec.h): a
+// float32 chunk that is not batched is pushed without a copy, gRPC writing the
+// caller's gradient to the socket (a compressed one is encoded once into gRPC's
+// buffer), and starts on its way while the caller goes on (PushTensor); a
+// pulled chunk is decoded straight from gRPC's receive buffers into the
+// parameters, on gRPC's threads, while the caller may compute (StartPull). With
+// several stripes, each stripe after the first starts its writes from a thread
+// of the client's own (gRPC copies a write to the socket on the thread that
+// starts it), so a push's stripes go to the kernel on several cores at once.
+// TOPK and ONEBIT pushes keep error feedback per tensor (what a push leaves out
+// goes into the next one); TOPK keeps TopKRatioAt(compression, clock) of each
+// chunk; with compression.precondition_on_worker the gradient is first divided
+// by sqrt(v^) + eps of Adam's second moment, kept here.
 // Used by one thread at a time.
 class GrpcParameterClient : public ParameterClient {
  public:
@@ -131,6 +135,12 @@ class GrpcParameterClient : public ParameterClient {
   TransferBytes transfer_bytes() const {
     return {push_wire_bytes_, push_raw_bytes_, pull_wire_bytes_, pull_raw_bytes_};
   }
+  // gRPC messages written on push streams and read from pull streams so far
+  // (answered pulls only): how well small pieces were batched.
+  struct Messages {
+    uint64_t push = 0, pull = 0;
+  };
+  Messages messages() const { return {push_messages_, pull_messages_}; }
 
  private:
   struct Piece {  // one slice of one tensor, held by one server
@@ -165,6 +175,14 @@ class GrpcParameterClient : public ParameterClient {
     std::vector<int64_t> answers;  // per push stream: the answers it must have had
     absl::Time deadline;
   };
+  // Sets a push chunk's fields of the open push for `stripe` (job, worker,
+  // clock, parts, push_id, prior_push_id).
+  void SetPushFields(size_t stripe, PushChunk* chunk) const;
+  // The stripe's batch of small pieces (at least one) as one message, with
+  // the push's fields; the batch is emptied.
+  grpc::ByteBuffer TakeBatch(size_t stripe, bool end_of_push);
+  // Writes the stripe's batch of small pieces, if it holds any.
+  void FlushBatch(size_t stripe);
   // Waits for `push`'s answers on every stream (or its end, or the
   // deadline); the first failure, after which the push streams are closed.
   absl::Status AwaitAnswers(const Unanswered& push);
@@ -204,8 +222,8 @@ class GrpcParameterClient : public ParameterClient {
   std::vector<std::vector<float>> variances_;
   std::vector<int64_t> variance_steps_;
   std::vector<float> accumulated_, sent_;
-  std::string payload_;
   uint64_t push_wire_bytes_ = 0, push_raw_bytes_ = 0, pull_wire_bytes_ = 0, pull_raw_bytes_ = 0;
+  uint64_t push_messages_ = 0, pull_messages_ = 0;
 
   // The push in progress and its state. Push ids are push_nonce_ (random
   // per client) plus a count.
@@ -228,6 +246,11 @@ class GrpcParameterClient : public ParameterClient {
   // may yet leave incomplete, and a push applies everywhere or nowhere.
   std::vector<size_t> pieces_left_;
   std::vector<grpc::ByteBuffer> push_ends_;
+  // Per stripe: the small pieces of the open push not yet written
+  // (PushChunk.batch; up to kMaxBatchBytes of float32 payload), each
+  // encoded into its entry, and their float32 bytes.
+  std::vector<PushChunk> batches_;
+  std::vector<uint64_t> batch_bytes_;
   // One long-lived PullStream per stripe (null until used, or after a
   // failed pull), whether a pull is outstanding on them, and where it writes.
   std::vector<std::unique_ptr<internal::PullStreamCall>> pull_streams_;
