@@ -1167,6 +1167,16 @@ size_t PullCursor::NextSize(size_t max_elements) const {
                             sources_[next_source_].range.size() - next_offset_);
 }
 
+size_t PullCursor::SizeAfterNext(size_t max_elements) const {
+  const size_t n = NextSize(max_elements);
+  if (n == 0) return 0;
+  const uint64_t left = sources_[next_source_].range.size() - next_offset_ - n;
+  if (left > 0) return std::min<uint64_t>(std::max<size_t>(max_elements, 1), left);
+  if (next_source_ + 1 == sources_.size()) return 0;
+  return std::min<uint64_t>(std::max<size_t>(max_elements, 1),
+                            sources_[next_source_ + 1].range.size());
+}
+
 absl::StatusOr<bool> PullCursor::Next(size_t max_elements,
                                       absl::FunctionRef<float*(size_t n)> alloc, Piece* piece) {
   if (next_source_ == sources_.size()) return false;

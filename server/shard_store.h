@@ -86,6 +86,8 @@ class PullCursor {
   size_t next_range() const { return next_source_; }
   // Elements the next Next(max_elements) reads; 0 when done.
   size_t NextSize(size_t max_elements) const;
+  // Elements the Next(max_elements) after that one reads; 0 if none.
+  size_t SizeAfterNext(size_t max_elements) const;
 
  private:
   friend class ShardStore;

@@ -189,48 +189,185 @@ absl::Status ChunkPayload::ForEachSlice(
   return absl::OkStatus();
 }
 
-absl::Status DecodeChunk(grpc::ByteBuffer* buffer, google::protobuf::MessageLite* header,
-                         int payload_field,
-                         absl::FunctionRef<absl::Status(ChunkPayload&)> on_payload) {
-  header->Clear();
-  const size_t total = buffer->Length();
-  grpc::ProtoBufferReader reader(buffer);
-  if (!reader.status().ok()) return Malformed(reader.status().error_message());
-  CodedInputStream in(&reader);
-  std::string fields;     // header fields not yet merged into *header
-  std::string deferred;   // the payload, when header fields follow it
+namespace {
+
+bool IsField(uint32_t tag, int field) {
+  return WireFormatLite::GetTagFieldNumber(tag) == field &&
+         WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED;
+}
+
+// Reads the length of a length-delimited field at in's position; the field
+// then spans [*at, *at + *size), within `end`.
+absl::Status ReadLength(CodedInputStream* in, size_t end, absl::string_view what, size_t* at,
+                        size_t* size) {
+  uint32_t length = 0;
+  if (!in->ReadVarint32(&length)) return Malformed(absl::StrCat("bad ", what, " length"));
+  *at = static_cast<size_t>(in->CurrentPosition());
+  *size = length;
+  if (*size > end - *at) return Malformed(absl::StrCat(what, " runs past the end"));
+  return absl::OkStatus();
+}
+
+// Copies the field `tag` (just read) from `in` to `fields`.
+absl::Status KeepField(CodedInputStream* in, uint32_t tag, std::string* fields) {
+  google::protobuf::io::StringOutputStream sink(fields);
+  CodedOutputStream out(&sink);
+  if (!WireFormatLite::SkipField(in, tag, &out)) return Malformed("bad field");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+namespace internal {
+
+// Decodes fields from `in` up to `end` into *message, all but the payload,
+// then calls `on_payload` with it: straight from the slices when it ends the
+// message (or the entry), else copied aside. The stream is left at `end`.
+absl::Status DecodeFields(grpc::ByteBuffer* buffer, CodedInputStream* in, size_t end,
+                          google::protobuf::MessageLite* message, int payload_field,
+                          google::protobuf::MessageLite* entry, int batch_field,
+                          absl::FunctionRef<absl::Status(ChunkPayload&)> on_entry,
+                          absl::FunctionRef<absl::Status(ChunkPayload&)> on_payload) {
+  message->Clear();
+  std::string fields;    // fields not yet merged into *message
+  std::string deferred;  // the payload, when fields follow it
   bool have_payload = false;
-  while (static_cast<size_t>(in.CurrentPosition()) < total) {
-    const uint32_t tag = in.ReadTag();
+  while (static_cast<size_t>(in->CurrentPosition()) < end) {
+    const uint32_t tag = in->ReadTag();
     if (tag == 0) return Malformed("bad tag");
-    if (WireFormatLite::GetTagFieldNumber(tag) == payload_field &&
-        WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+    size_t at = 0, size = 0;
+    if (IsField(tag, payload_field)) {
       if (have_payload) return Malformed("two payload fields");
       have_payload = true;
-      uint32_t size = 0;
-      if (!in.ReadVarint32(&size)) return Malformed("bad payload length");
-      const size_t at = static_cast<size_t>(in.CurrentPosition());
-      if (size > total - at) return Malformed("payload runs past the end");
-      if (at + size == total) {
-        // The payload ends the message (as EncodeChunk writes it): the header
-        // is complete, so the bytes can go straight to their destination.
-        if (!header->MergeFromString(fields)) return Malformed("bad header fields");
-        ChunkPayload payload(buffer, &in, at, size);
-        return on_payload(payload);
+      TESSERA_RETURN_IF_ERROR(ReadLength(in, end, "payload", &at, &size));
+      if (at + size == end) {
+        // The payload ends the message (as EncodeChunk and BatchEncoder
+        // write it): the fields are complete, so the bytes can go straight
+        // to their destination.
+        if (!message->MergeFromString(fields)) return Malformed("bad header fields");
+        ChunkPayload payload(buffer, in, at, size);
+        const absl::Status st = on_payload(payload);
+        // ReadTo consumed it; Hold, StreamTo or nothing left it in place.
+        const size_t pos = static_cast<size_t>(in->CurrentPosition());
+        if (pos < end && !in->Skip(static_cast<int>(end - pos))) {
+          return Malformed("payload ends early");
+        }
+        return st;
       }
       deferred.resize(size);
-      if (!in.ReadRaw(deferred.data(), static_cast<int>(size))) {
+      if (!in->ReadRaw(deferred.data(), static_cast<int>(size))) {
         return Malformed("payload ends early");
       }
       continue;
     }
-    google::protobuf::io::StringOutputStream sink(&fields);
-    CodedOutputStream out(&sink);
-    if (!WireFormatLite::SkipField(&in, tag, &out)) return Malformed("bad field");
+    if (entry != nullptr && IsField(tag, batch_field)) {
+      // An entry: the message's fields so far go in first, for on_entry.
+      if (!message->MergeFromString(fields)) return Malformed("bad header fields");
+      fields.clear();
+      TESSERA_RETURN_IF_ERROR(ReadLength(in, end, "batch entry", &at, &size));
+      const CodedInputStream::Limit limit = in->PushLimit(static_cast<int>(size));
+      TESSERA_RETURN_IF_ERROR(DecodeFields(buffer, in, at + size, entry, payload_field, nullptr,
+                                           0, on_entry, on_entry));
+      in->PopLimit(limit);
+      continue;
+    }
+    TESSERA_RETURN_IF_ERROR(KeepField(in, tag, &fields));
   }
-  if (!header->MergeFromString(fields)) return Malformed("bad header fields");
+  if (!message->MergeFromString(fields)) return Malformed("bad header fields");
   ChunkPayload payload(&deferred);
   return on_payload(payload);
+}
+
+}  // namespace internal
+
+absl::Status DecodeBatchedChunk(grpc::ByteBuffer* buffer, google::protobuf::MessageLite* header,
+                                int payload_field, google::protobuf::MessageLite* entry,
+                                int batch_field,
+                                absl::FunctionRef<absl::Status(ChunkPayload&)> on_entry,
+                                absl::FunctionRef<absl::Status(ChunkPayload&)> on_payload) {
+  const size_t total = buffer->Length();
+  grpc::ProtoBufferReader reader(buffer);
+  if (!reader.status().ok()) return Malformed(reader.status().error_message());
+  CodedInputStream in(&reader);
+  return internal::DecodeFields(buffer, &in, total, header, payload_field, entry, batch_field,
+                                on_entry, on_payload);
+}
+
+absl::Status DecodeChunk(grpc::ByteBuffer* buffer, google::protobuf::MessageLite* header,
+                         int payload_field,
+                         absl::FunctionRef<absl::Status(ChunkPayload&)> on_payload) {
+  return DecodeBatchedChunk(buffer, header, payload_field, nullptr, 0, on_payload, on_payload);
+}
+
+namespace {
+
+uint32_t LengthDelimitedTag(int field) {
+  return WireFormatLite::MakeTag(field, WireFormatLite::WIRETYPE_LENGTH_DELIMITED);
+}
+
+// Bytes of an entry's submessage: its fields, then its payload field.
+size_t InnerBytes(int payload_field, size_t piece_bytes, size_t nbytes) {
+  return piece_bytes + CodedOutputStream::VarintSize32(LengthDelimitedTag(payload_field)) +
+         CodedOutputStream::VarintSize64(nbytes) + nbytes;
+}
+
+}  // namespace
+
+size_t BatchEncoder::EntryBytes(size_t piece_bytes, size_t nbytes) const {
+  const size_t inner = InnerBytes(payload_field_, piece_bytes, nbytes);
+  return CodedOutputStream::VarintSize32(LengthDelimitedTag(batch_field_)) +
+         CodedOutputStream::VarintSize64(inner) + inner;
+}
+
+size_t BatchEncoder::SizeWith(const google::protobuf::MessageLite& piece, size_t nbytes) const {
+  return used_ + EntryBytes(piece.ByteSizeLong(), nbytes);
+}
+
+uint8_t* BatchEncoder::Reserve(size_t n) {
+  if (buffer_.size() - used_ < n) {
+    grpc::Slice bigger(std::max(capacity_, 2 * (used_ + n)));
+    if (used_ > 0) std::memcpy(const_cast<uint8_t*>(bigger.begin()), buffer_.begin(), used_);
+    buffer_ = std::move(bigger);
+  }
+  return const_cast<uint8_t*>(buffer_.begin()) + used_;
+}
+
+void BatchEncoder::Add(const google::protobuf::MessageLite& header,
+                       const google::protobuf::MessageLite& piece, size_t nbytes,
+                       absl::FunctionRef<void(char* dst)> fill) {
+  if (entries_ == 0) {
+    const size_t header_bytes = header.ByteSizeLong();
+    header.SerializeWithCachedSizesToArray(Reserve(header_bytes));
+    used_ += header_bytes;
+  }
+  const size_t piece_bytes = piece.ByteSizeLong();
+  const size_t total = EntryBytes(piece_bytes, nbytes);
+  uint8_t* p = Reserve(total);
+  p = CodedOutputStream::WriteVarint32ToArray(LengthDelimitedTag(batch_field_), p);
+  p = CodedOutputStream::WriteVarint64ToArray(InnerBytes(payload_field_, piece_bytes, nbytes), p);
+  p = piece.SerializeWithCachedSizesToArray(p);
+  p = CodedOutputStream::WriteVarint32ToArray(LengthDelimitedTag(payload_field_), p);
+  p = CodedOutputStream::WriteVarint64ToArray(nbytes, p);
+  fill(reinterpret_cast<char*>(p));
+  used_ += total;
+  ++entries_;
+}
+
+grpc::ByteBuffer BatchEncoder::Finish(const google::protobuf::MessageLite& trailer) {
+  const size_t trailer_bytes = trailer.ByteSizeLong();
+  if (trailer_bytes > 0) {
+    trailer.SerializeWithCachedSizesToArray(Reserve(trailer_bytes));
+    used_ += trailer_bytes;
+  }
+  grpc::Slice message = buffer_.sub(0, used_);
+  Clear();
+  return grpc::ByteBuffer(&message, 1);
+}
+
+void BatchEncoder::Clear() {
+  buffer_ = grpc::Slice();  // gRPC may still hold the last message's bytes
+  used_ = 0;
+  entries_ = 0;
 }
 
 }  // namespace tessera

@@ -52,14 +52,66 @@ grpc::ByteBuffer EncodeChunkHeaderLast(
     int payload_field, size_t max_header_bytes, size_t nbytes,
     absl::FunctionRef<const google::protobuf::MessageLite&(char* dst)> fill);
 
+// One message of batched pieces (PushChunk.batch, PullChunk.batch), written
+// in place into one gRPC buffer: the message's own fields, then each entry as
+// it comes (a `batch_field` submessage: its fields, then its `payload_field`
+// payload, written by the caller straight into the buffer), then fields
+// known only at the end. Protobuf reads fields in any order, so these are
+// the message's ordinary bytes. Reused message after message.
+class BatchEncoder {
+ public:
+  // `capacity`: the bytes a message usually reaches (it may grow past them).
+  BatchEncoder(int batch_field, int payload_field, size_t capacity)
+      : batch_field_(batch_field), payload_field_(payload_field), capacity_(capacity) {}
+
+  size_t entries() const { return entries_; }
+  // Bytes of the message so far; with an entry of `piece` (payload field
+  // empty) and an nbytes payload added.
+  size_t size() const { return used_; }
+  size_t SizeWith(const google::protobuf::MessageLite& piece, size_t nbytes) const;
+
+  // Adds an entry: `piece`'s fields, then nbytes of payload that `fill`
+  // writes into the destination it is given. The first entry of a message
+  // is preceded by `header`'s fields.
+  void Add(const google::protobuf::MessageLite& header,
+           const google::protobuf::MessageLite& piece, size_t nbytes,
+           absl::FunctionRef<void(char* dst)> fill);
+
+  // The message: what was added, then `trailer`'s fields (an empty message
+  // for none). The encoder is empty afterwards.
+  grpc::ByteBuffer Finish(const google::protobuf::MessageLite& trailer);
+  // Drops what was added.
+  void Clear();
+
+ private:
+  // Room for n more bytes at used_ (a larger buffer when the entries'
+  // headers outgrow the usual one).
+  uint8_t* Reserve(size_t n);
+  size_t EntryBytes(size_t piece_bytes, size_t nbytes) const;
+
+  const int batch_field_;
+  const int payload_field_;
+  const size_t capacity_;
+  grpc::Slice buffer_;  // the message being written; a fresh one for each
+  size_t used_ = 0;
+  size_t entries_ = 0;
+};
+
+class ChunkPayload;
+namespace internal {
+// Decodes the fields of a message (or a batch entry) from `in`, up to `end`;
+// see DecodeBatchedChunk.
+absl::Status DecodeFields(grpc::ByteBuffer* buffer, google::protobuf::io::CodedInputStream* in,
+                          size_t end, google::protobuf::MessageLite* message, int payload_field,
+                          google::protobuf::MessageLite* entry, int batch_field,
+                          absl::FunctionRef<absl::Status(ChunkPayload&)> on_entry,
+                          absl::FunctionRef<absl::Status(ChunkPayload&)> on_payload);
+}  // namespace internal
+
 // The payload of a chunk being decoded: `size()` bytes that ReadTo copies out
 // or Hold keeps where they are.
 class ChunkPayload {
  public:
-  // A payload already decoded into a string (a batch entry's values, which
-  // protobuf parsed with its message); ReadTo copies and Hold takes it.
-  static ChunkPayload Of(std::string* bytes) { return ChunkPayload(bytes); }
-
   size_t size() const { return size_; }
   // Copies the payload to dst (size() bytes). DATA_LOSS if the buffer ends
   // early. At most once, and not after Hold.
@@ -74,8 +126,11 @@ class ChunkPayload {
   absl::StatusOr<std::shared_ptr<const HeldBytes>> Hold();
 
  private:
-  friend absl::Status DecodeChunk(grpc::ByteBuffer*, google::protobuf::MessageLite*, int,
-                                  absl::FunctionRef<absl::Status(ChunkPayload&)>);
+  friend absl::Status internal::DecodeFields(
+      grpc::ByteBuffer*, google::protobuf::io::CodedInputStream*, size_t,
+      google::protobuf::MessageLite*, int, google::protobuf::MessageLite*, int,
+      absl::FunctionRef<absl::Status(ChunkPayload&)>,
+      absl::FunctionRef<absl::Status(ChunkPayload&)>);
   // The payload at bytes [at, at + size) of `buffer`, the last field, next in `in`.
   ChunkPayload(grpc::ByteBuffer* buffer, google::protobuf::io::CodedInputStream* in, size_t at,
                size_t size)
@@ -108,6 +163,20 @@ class ChunkPayload {
 absl::Status DecodeChunk(grpc::ByteBuffer* buffer, google::protobuf::MessageLite* header,
                          int payload_field,
                          absl::FunctionRef<absl::Status(ChunkPayload&)> on_payload);
+
+// As DecodeChunk, for a message that may carry batched pieces: each
+// `batch_field` entry, as it is met, is decoded into *entry (cleared first;
+// every field but its `payload_field`) and given to on_entry with its
+// payload, which goes straight from gRPC's slices to its destination as
+// DecodeChunk's does (when the payload ends the entry, as BatchEncoder
+// writes it). Meanwhile *header holds the message's fields that came before
+// that entry (all of them, in protobuf's usual field order). Then on_payload
+// is called once, with the header complete, as DecodeChunk's.
+absl::Status DecodeBatchedChunk(grpc::ByteBuffer* buffer, google::protobuf::MessageLite* header,
+                                int payload_field, google::protobuf::MessageLite* entry,
+                                int batch_field,
+                                absl::FunctionRef<absl::Status(ChunkPayload&)> on_entry,
+                                absl::FunctionRef<absl::Status(ChunkPayload&)> on_payload);
 
 }  // namespace tessera
 

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "proto/parameter_service.pb.h"
 
@@ -279,6 +280,124 @@ TEST(ChunkCodecTest, GarbageIsInvalidArgumentAndCallbackErrorsPassThrough) {
                         [](ChunkPayload&) { return absl::NotFoundError("no such tensor"); })
                 .code(),
             absl::StatusCode::kNotFound);
+}
+
+// A batch of pieces (PushChunk.batch) written by BatchEncoder: the message's
+// fields first, the entries, then a trailer field.
+struct BatchWire {
+  BatchWire() {
+    BatchEncoder encoder(PushChunk::kBatchFieldNumber, PushChunk::kValuesFieldNumber, 64);
+    PushChunk header;
+    header.set_job_id("job");
+    header.set_clock(9);
+    for (int i = 0; i < 3; ++i) {
+      pieces.push_back(Values(40 + 300 * i));
+      PushChunk entry;
+      entry.set_tensor(absl::StrCat("t", i));
+      entry.set_offset(7 * i);
+      const size_t nbytes = pieces.back().size() * sizeof(float);
+      expected_size = encoder.SizeWith(entry, nbytes) + (i == 0 ? header.ByteSizeLong() : 0);
+      encoder.Add(header, entry, nbytes,
+                  [&](char* dst) { std::memcpy(dst, pieces.back().data(), nbytes); });
+      EXPECT_EQ(encoder.size(), expected_size);  // grown past the 64-byte capacity
+    }
+    EXPECT_EQ(encoder.entries(), 3u);
+    PushChunk trailer;
+    trailer.set_end_of_push(true);
+    bytes = Flatten(encoder.Finish(trailer));
+    EXPECT_EQ(encoder.entries(), 0u);
+  }
+  std::vector<std::vector<float>> pieces;
+  size_t expected_size = 0;
+  std::string bytes;
+};
+
+TEST(ChunkCodecTest, ABatchIsTheMessagesOwnProtobufEncoding) {
+  const BatchWire wire;
+  PushChunk parsed;
+  ASSERT_TRUE(parsed.ParseFromString(wire.bytes));
+  EXPECT_EQ(parsed.job_id(), "job");
+  EXPECT_EQ(parsed.clock(), 9);
+  EXPECT_TRUE(parsed.end_of_push());
+  ASSERT_EQ(parsed.batch_size(), 3);
+  for (int i = 0; i < 3; ++i) {
+    const PushChunk& e = parsed.batch(i);
+    EXPECT_EQ(e.tensor(), absl::StrCat("t", i));
+    EXPECT_EQ(e.offset(), 7u * i);
+    EXPECT_TRUE(e.job_id().empty());
+    ASSERT_EQ(e.values().size(), wire.pieces[i].size() * sizeof(float));
+    EXPECT_EQ(std::memcmp(e.values().data(), wire.pieces[i].data(), e.values().size()), 0);
+  }
+}
+
+// Each entry reaches on_entry with its own fields and the message's so far,
+// its payload straight from the slices (ReadTo, Hold, or left unread), in
+// slices of any size; then the message's own callback with every field. A
+// generated-code encoding (payloads before later fields) decodes the same.
+TEST(ChunkCodecTest, DecodesEachBatchEntryAsItComes) {
+  const BatchWire wire;
+  PushChunk generated;
+  ASSERT_TRUE(generated.ParseFromString(wire.bytes));
+  generated.mutable_batch(1)->set_scale(2.0f);  // a field after its payload
+  for (const auto& [bytes, piece] :
+       std::vector<std::pair<std::string, size_t>>{{wire.bytes, wire.bytes.size()},
+                                                    {wire.bytes, 5},
+                                                    {wire.bytes, 1000},
+                                                    {generated.SerializeAsString(), 7}}) {
+    grpc::ByteBuffer in = Fragmented(bytes, piece);
+    // BatchEncoder's trailer comes last; generated code writes field 12
+    // before the entries (14).
+    const bool end_first = bytes != wire.bytes;
+    PushChunk header, entry;
+    int seen = 0;
+    std::vector<std::vector<float>> out;
+    std::shared_ptr<const HeldBytes> held;
+    bool whole = false;
+    const absl::Status st = DecodeBatchedChunk(
+        &in, &header, PushChunk::kValuesFieldNumber, &entry, PushChunk::kBatchFieldNumber,
+        [&](ChunkPayload& payload) -> absl::Status {
+          EXPECT_EQ(header.job_id(), "job");  // the message's fields come first
+          EXPECT_EQ(header.end_of_push(), end_first);
+          EXPECT_EQ(entry.tensor(), absl::StrCat("t", seen));
+          EXPECT_EQ(entry.offset(), 7u * seen);
+          EXPECT_TRUE(entry.values().empty());
+          out.emplace_back(payload.size() / sizeof(float));
+          const int i = seen++;
+          if (i == 0) return payload.ReadTo(reinterpret_cast<char*>(out.back().data()));
+          if (i == 1) {
+            auto h = payload.Hold();
+            if (!h.ok()) return h.status();
+            held = *std::move(h);
+            held->CopyTo(0, held->size(), reinterpret_cast<char*>(out.back().data()));
+          }
+          return absl::OkStatus();  // the third is skipped
+        },
+        [&](ChunkPayload& payload) {
+          whole = header.end_of_push() && payload.size() == 0;
+          return absl::OkStatus();
+        });
+    ASSERT_TRUE(st.ok()) << st;
+    ASSERT_EQ(seen, 3);
+    EXPECT_TRUE(whole);
+    EXPECT_EQ(out[0], wire.pieces[0]) << piece;
+    EXPECT_EQ(out[1], wire.pieces[1]) << piece;
+    EXPECT_EQ(out[2].size(), wire.pieces[2].size());
+  }
+  // Truncated inside an entry, or an entry longer than the message.
+  for (const std::string& bad :
+       {wire.bytes.substr(0, wire.bytes.size() - 200), wire.bytes.substr(0, 12)}) {
+    grpc::ByteBuffer in = Fragmented(bad, 9);
+    PushChunk header, entry;
+    auto read = [](ChunkPayload& p) {
+      std::string sink(p.size(), '\0');
+      return p.ReadTo(sink.data());
+    };
+    EXPECT_EQ(DecodeBatchedChunk(&in, &header, PushChunk::kValuesFieldNumber, &entry,
+                                 PushChunk::kBatchFieldNumber, read, read)
+                  .code(),
+              absl::StatusCode::kInvalidArgument)
+        << bad.size();
+  }
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
@@ -79,17 +80,19 @@ class PushIntake {
   ~PushIntake() { Fail(absl::CancelledError("push stream ended early; nothing applied")); }
 
   // Stages `chunk`; *end says whether it ends the push (end_of_push, on a
-  // PushStream): its batch entries and its own tensor are staged first; a
-  // bare marker carries nothing. An error fails the push.
+  // PushStream): its batch entries as they come, then its own tensor; a bare
+  // marker carries nothing. An error fails the push.
   absl::Status Add(grpc::ByteBuffer* chunk, bool* end) {
     *end = false;
     PushChunk header;
-    absl::Status s = DecodeChunk(
-        chunk, &header, PushChunk::kValuesFieldNumber, [&](ChunkPayload& payload) -> absl::Status {
+    int entries = 0;
+    absl::Status s = DecodeBatchedChunk(
+        chunk, &header, PushChunk::kValuesFieldNumber, &entry_, PushChunk::kBatchFieldNumber,
+        [&](ChunkPayload& payload) { return StageEntry(header, entries++, payload); },
+        [&](ChunkPayload& payload) -> absl::Status {
           *end = header.end_of_push();
-          TESSERA_RETURN_IF_ERROR(StageBatch(&header));
           // An end marker, or a batch, need not carry a piece of its own.
-          if (header.tensor().empty() && (*end || header.batch_size() > 0)) {
+          if (header.tensor().empty() && (*end || entries > 0)) {
             return payload.size() == 0
                        ? absl::OkStatus()
                        : absl::InvalidArgumentError("push: a chunk with values but no tensor");
@@ -130,33 +133,28 @@ class PushIntake {
     ended_ = false;
   }
 
-  // The pieces batched in `outer` (PushChunk.batch), each staged as a chunk
-  // of its own with the outer chunk's push fields.
-  absl::Status StageBatch(PushChunk* outer) {
-    for (int i = 0; i < outer->batch_size(); ++i) {
-      PushChunk& entry = *outer->mutable_batch(i);
-      if (!entry.job_id().empty() || entry.worker() != 0 || entry.clock() != 0 ||
-          entry.parts() != 0 || entry.push_id() != 0 || entry.prior_push_id() != 0 ||
-          entry.end_of_push() || entry.batch_size() > 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "push: batch entry ", i, " (tensor '", entry.tensor(),
-            "') sets fields of the push; an entry carries only tensor, offset, values, "
-            "encoding, elements and scale"));
-      }
-      if (entry.tensor().empty()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("push: batch entry ", i, " names no tensor"));
-      }
-      entry.set_job_id(outer->job_id());
-      entry.set_worker(outer->worker());
-      entry.set_clock(outer->clock());
-      entry.set_parts(outer->parts());
-      entry.set_push_id(outer->push_id());
-      entry.set_prior_push_id(outer->prior_push_id());
-      ChunkPayload payload = ChunkPayload::Of(entry.mutable_values());
-      TESSERA_RETURN_IF_ERROR(Stage(entry, payload));
+  // Batch entry `i` (in entry_) of the message whose fields so far are in
+  // `outer`: staged as a chunk of its own with the outer chunk's push fields.
+  absl::Status StageEntry(const PushChunk& outer, int i, ChunkPayload& payload) {
+    PushChunk& entry = entry_;
+    if (!entry.job_id().empty() || entry.worker() != 0 || entry.clock() != 0 ||
+        entry.parts() != 0 || entry.push_id() != 0 || entry.prior_push_id() != 0 ||
+        entry.end_of_push() || entry.batch_size() > 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("push: batch entry ", i, " (tensor '", entry.tensor(),
+                       "') sets fields of the push; an entry carries only tensor, offset, "
+                       "values, encoding, elements and scale"));
     }
-    return absl::OkStatus();
+    if (entry.tensor().empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("push: batch entry ", i, " names no tensor"));
+    }
+    entry.set_job_id(outer.job_id());
+    entry.set_worker(outer.worker());
+    entry.set_clock(outer.clock());
+    entry.set_parts(outer.parts());
+    entry.set_push_id(outer.push_id());
+    entry.set_prior_push_id(outer.prior_push_id());
+    return Stage(entry, payload);
   }
 
   absl::Status Stage(const PushChunk& header, ChunkPayload& payload) {
@@ -247,6 +245,7 @@ class PushIntake {
 
   ShardStore* const store_;
   std::string payload_;  // a compressed chunk's payload, reused
+  PushChunk entry_;      // the batch entry being staged, reused
   std::shared_ptr<PushSession> session_;
   bool ended_ = false;  // EndPart or FailPart was called for session_
   std::string job_id_;
@@ -500,7 +499,12 @@ class PullWriter {
   // `mark_end`). Once the cursor is open.
   absl::Status EncodeNext(grpc::ByteBuffer* chunk, bool mark_end, bool* last) {
     const size_t n = cursor_->NextSize(kMaxElements);
-    if (n < kBatchedElements) return EncodeBatch(chunk, mark_end, last);
+    // Small pieces go batched; a lone one (the tail of a large piece, a
+    // pull of one small tensor) as a plain chunk.
+    const size_t after = cursor_->SizeAfterNext(kMaxElements);
+    if (n < kBatchedElements && after > 0 && after < kBatchedElements) {
+      return EncodeBatch(chunk, mark_end, last);
+    }
     const Compression encoding = encodings_[cursor_->next_range()];
     const auto codec = static_cast<kernels::Codec>(encoding);
     const size_t bytes =
@@ -545,52 +549,54 @@ class PullWriter {
   static constexpr size_t kBatchedElements = kBatchedPieceBytes / sizeof(float);
 
   // Consecutive small pieces as the entries of one PullChunk (its batch), up
-  // to kMaxBatchBytes of float32 payload: each piece is copied into its
-  // entry, then serialized into the outgoing buffer, a second copy that is
-  // nothing beside the message it saves at these sizes. The entries' own
-  // view_clock and end_of_pull are cleared with header_.
+  // to about kMaxBatchBytes in all: each piece is copied from its slice into
+  // scratch (its version is read under the same lock), then written into
+  // its entry in the outgoing buffer, a second copy, of a few cached
+  // kilobytes, that is nothing beside the message it saves.
   absl::Status EncodeBatch(grpc::ByteBuffer* chunk, bool mark_end, bool* last) {
-    header_.Clear();  // keeps the entries' strings for the next batch
-    size_t batched = 0;
-    for (size_t n = cursor_->NextSize(kMaxElements);
-         n > 0 && n < kBatchedElements && batched + n * sizeof(float) <= kMaxBatchBytes;
+    PullChunk header;
+    header.set_view_clock(cursor_->view_clock());
+    for (size_t n = cursor_->NextSize(kMaxElements); n > 0 && n < kBatchedElements;
          n = cursor_->NextSize(kMaxElements)) {
       const Compression encoding = encodings_[cursor_->next_range()];
       const auto codec = static_cast<kernels::Codec>(encoding);
-      PullChunk* entry = header_.add_batch();
-      std::string* values = entry->mutable_values();
+      const size_t bytes =
+          encoding == COMPRESSION_NONE ? n * sizeof(float) : kernels::PayloadBytes(codec, n, 0);
+      // max_header_ bounds the entry's fields; a few bytes more its framing.
+      if (batch_.entries() > 0 && batch_.size() + max_header_ + 16 + bytes > kMaxBatchBytes) {
+        break;
+      }
       PullCursor::Piece piece;
       TESSERA_RETURN_IF_ERROR(cursor_->Next(
                                   kMaxElements,
-                                  [&](size_t k) {
-                                    if (encoding != COMPRESSION_NONE) {
-                                      wide_.resize(k);
-                                      return wide_.data();
-                                    }
-                                    values->resize(k * sizeof(float));
-                                    return reinterpret_cast<float*>(values->data());
+                                  [this](size_t k) {
+                                    wide_.resize(k);
+                                    return wide_.data();
                                   },
                                   &piece)
                                   .status());
+      PullChunk entry;
+      entry.set_tensor(*piece.tensor);
+      entry.set_offset(piece.offset);
+      entry.set_version(piece.version);
+      entry.set_encoding(encoding);
+      float scale = 0.0f;
       if (encoding != COMPRESSION_NONE) {
-        const float scale = kernels::PayloadScale(codec, wide_.data(), n);
-        entry->set_scale(scale);
-        values->resize(kernels::PayloadBytes(codec, n, 0));
-        kernels::EncodePayload(codec, wide_.data(), n, 0, scale, values->data(), nullptr);
+        scale = kernels::PayloadScale(codec, wide_.data(), n);
+        entry.set_scale(scale);
       }
-      entry->set_encoding(encoding);
-      entry->set_tensor(*piece.tensor);
-      entry->set_offset(piece.offset);
-      entry->set_version(piece.version);
-      batched += n * sizeof(float);
+      batch_.Add(header, entry, bytes, [&](char* dst) {
+        if (encoding == COMPRESSION_NONE) {
+          std::memcpy(dst, wide_.data(), bytes);
+        } else {
+          kernels::EncodePayload(codec, wide_.data(), n, 0, scale, dst, nullptr);
+        }
+      });
     }
-    // A lone small piece (the tail of a large one, a pull of one small
-    // tensor) goes as a plain chunk: its entry is one.
-    PullChunk* out = header_.batch_size() == 1 ? header_.mutable_batch(0) : &header_;
-    out->set_view_clock(cursor_->view_clock());
+    PullChunk trailer;
     *last = cursor_->NextSize(kMaxElements) == 0;
-    if (*last && mark_end) out->set_end_of_pull(true);
-    *chunk = MessageBuffer(*out);
+    if (*last && mark_end) trailer.set_end_of_pull(true);
+    *chunk = batch_.Finish(trailer);
     return absl::OkStatus();
   }
 
@@ -612,7 +618,9 @@ class PullWriter {
   bool waits_ = false;
   std::unique_ptr<PullCursor> cursor_;
   PullChunk header_;
-  std::vector<float> wide_;  // a 16-bit piece, before encoding
+  std::vector<float> wide_;  // a 16-bit or a batched piece, before encoding
+  BatchEncoder batch_{PullChunk::kBatchFieldNumber, PullChunk::kValuesFieldNumber,
+                      kMaxBatchBytes + 1024};
 };
 
 // Pull: one pull per call, bounded by the call's deadline. The callback

@@ -279,25 +279,26 @@ absl::Status DecodePullPiece(const PullChunk& header, ChunkPayload& payload,
 // Decodes one pulled chunk straight into `target`: its batched pieces
 // (PullChunk.batch), then its own piece, if any; adds their elements to
 // *received, lowers *view_clock to its view clock, and says in *end whether
-// it ended its pull (end_of_pull). DATA_LOSS for a chunk that does not fit
-// the target.
-absl::Status DecodePullChunk(grpc::ByteBuffer* chunk, const PullTarget& target,
+// it ended its pull (end_of_pull). `entry` is scratch. DATA_LOSS for a chunk
+// that does not fit the target.
+absl::Status DecodePullChunk(grpc::ByteBuffer* chunk, const PullTarget& target, PullChunk* entry,
                              std::string* narrow, uint64_t* received, int64_t* view_clock,
                              bool* end) {
   PullChunk header;
-  return DecodeChunk(
-      chunk, &header, PullChunk::kValuesFieldNumber, [&](ChunkPayload& payload) -> absl::Status {
-        for (int i = 0; i < header.batch_size(); ++i) {
-          PullChunk& entry = *header.mutable_batch(i);
-          if (entry.view_clock() != 0 || entry.end_of_pull() || entry.batch_size() > 0) {
-            return absl::DataLossError(absl::StrCat("malformed batch entry ", i, " for tensor '",
-                                                    entry.tensor(),
-                                                    "': it sets fields of the pull"));
-          }
-          ChunkPayload values = ChunkPayload::Of(entry.mutable_values());
-          TESSERA_RETURN_IF_ERROR(DecodePullPiece(entry, values, target, narrow, received));
+  int entries = 0;
+  return DecodeBatchedChunk(
+      chunk, &header, PullChunk::kValuesFieldNumber, entry, PullChunk::kBatchFieldNumber,
+      [&](ChunkPayload& payload) -> absl::Status {
+        if (entry->view_clock() != 0 || entry->end_of_pull() || entry->batch_size() > 0) {
+          return absl::DataLossError(absl::StrCat("malformed batch entry ", entries,
+                                                  " for tensor '", entry->tensor(),
+                                                  "': it sets fields of the pull"));
         }
-        if (!header.tensor().empty() || payload.size() > 0 || header.batch_size() == 0) {
+        ++entries;
+        return DecodePullPiece(*entry, payload, target, narrow, received);
+      },
+      [&](ChunkPayload& payload) -> absl::Status {
+        if (!header.tensor().empty() || payload.size() > 0 || entries == 0) {
           TESSERA_RETURN_IF_ERROR(DecodePullPiece(header, payload, target, narrow, received));
         }
         *view_clock = std::min(*view_clock, header.view_clock());
@@ -405,7 +406,8 @@ class PullStreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, gr
       // waiting caller contends, and it sleeps until the pull settles.
       bool end = false;
       absl::Status st =
-          pulling_ ? DecodePullChunk(&chunk_, *target_, &narrow_, &received_, &view_clock_, &end)
+          pulling_ ? DecodePullChunk(&chunk_, *target_, &entry_, &narrow_, &received_,
+                                     &view_clock_, &end)
                    : absl::DataLossError("a chunk with no pull asked for");
       chunk_.Clear();
       ++messages_;
@@ -432,6 +434,7 @@ class PullStreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, gr
   absl::Mutex mu_;
   const PullTarget* target_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::string narrow_ ABSL_GUARDED_BY(mu_);  // a 16-bit chunk's payload, reused
+  PullChunk entry_ ABSL_GUARDED_BY(mu_);     // a batch entry being decoded, reused
   bool writing_ ABSL_GUARDED_BY(mu_) = false;  // a request's StartWrite is in flight
   bool pulling_ ABSL_GUARDED_BY(mu_) = false;  // a pull is asked for and not yet answered
   bool ended_ ABSL_GUARDED_BY(mu_) = false;    // no more chunks will come
@@ -570,6 +573,10 @@ GrpcParameterClient::GrpcParameterClient(std::string job_id, int rank, const Ten
   if (stripes_.size() > 1) {
     sender_ = std::make_unique<KeyedExecutor>(static_cast<int>(stripes_.size()) - 1);
   }
+  for (size_t i = 0; i < stripes_.size(); ++i) {
+    batches_.emplace_back(PushChunk::kBatchFieldNumber, PushChunk::kValuesFieldNumber,
+                          kMaxBatchBytes + 1024);
+  }
 }
 
 GrpcParameterClient::~GrpcParameterClient() {
@@ -612,9 +619,7 @@ absl::Status GrpcParameterClient::BeginPush(int64_t clock) {
   pieces_left_.resize(stripes_.size());
   for (size_t i = 0; i < stripes_.size(); ++i) pieces_left_[i] = stripes_[i].pieces.size();
   push_ends_.assign(stripes_.size(), grpc::ByteBuffer());
-  batches_.resize(stripes_.size());
-  for (PushChunk& batch : batches_) batch.Clear();
-  batch_bytes_.assign(stripes_.size(), 0);
+  for (BatchEncoder& batch : batches_) batch.Clear();  // what an abandoned push left
   push_streams_.resize(stripes_.size());
   for (size_t i = 0; i < stripes_.size(); ++i) {
     auto& stream = push_streams_[i];
@@ -723,21 +728,24 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
       push_wire_bytes_ += bytes;
       push_raw_bytes_ += n * sizeof(float);
       if (batched) {
-        PushChunk& batch = batches_[stripe];
-        PushChunk* entry = batch.add_batch();
-        entry->set_tensor(tensor_names_[tensor]);
-        entry->set_offset(off);
-        entry->set_encoding(codec);
-        if (feedback) entry->set_elements(n);
-        entry->set_scale(scale);
-        std::string* payload = entry->mutable_values();
-        payload->resize(bytes);
-        encode(payload->data());
-        batch_bytes_[stripe] += n * sizeof(float);
-        if (last) {
-          push_ends_[stripe] = TakeBatch(stripe, /*end_of_push=*/true);
-        } else if (batch_bytes_[stripe] >= kMaxBatchBytes) {
+        // Encoded straight into the stripe's next message.
+        PushChunk entry;
+        entry.set_tensor(tensor_names_[tensor]);
+        entry.set_offset(off);
+        entry.set_encoding(codec);
+        if (feedback) entry.set_elements(n);
+        entry.set_scale(scale);
+        BatchEncoder& batch = batches_[stripe];
+        if (batch.entries() > 0 && batch.SizeWith(entry, bytes) > kMaxBatchBytes) {
           FlushBatch(stripe);
+        }
+        PushChunk fields;
+        if (batch.entries() == 0) SetPushFields(stripe, &fields);
+        batch.Add(fields, entry, bytes, encode);
+        if (last) {
+          PushChunk end;
+          end.set_end_of_push(true);
+          push_ends_[stripe] = batch.Finish(end);
         }
         continue;
       }
@@ -773,21 +781,9 @@ void GrpcParameterClient::SetPushFields(size_t stripe, PushChunk* chunk) const {
   chunk->set_prior_push_id(parts > 1 && unanswered_.has_value() ? unanswered_->push_id : 0);
 }
 
-grpc::ByteBuffer GrpcParameterClient::TakeBatch(size_t stripe, bool end_of_push) {
-  PushChunk& batch = batches_[stripe];
-  // A lone piece goes as a plain chunk: its entry is one.
-  PushChunk* out = batch.batch_size() == 1 ? batch.mutable_batch(0) : &batch;
-  SetPushFields(stripe, out);
-  out->set_end_of_push(end_of_push);
-  grpc::ByteBuffer message = MessageBuffer(*out);
-  batch.Clear();  // keeps the entries and their strings for the next batch
-  batch_bytes_[stripe] = 0;
-  return message;
-}
-
 void GrpcParameterClient::FlushBatch(size_t stripe) {
-  if (batches_[stripe].batch_size() == 0) return;
-  push_streams_[stripe]->Write(TakeBatch(stripe, /*end_of_push=*/false));
+  if (batches_[stripe].entries() == 0) return;
+  push_streams_[stripe]->Write(batches_[stripe].Finish(PushChunk()));
   ++push_messages_;
 }
 

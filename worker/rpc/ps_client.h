@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/rpc/chunk_codec.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "proto/job.pb.h"
 #include "proto/parameter_service.pb.h"
@@ -178,9 +179,6 @@ class GrpcParameterClient : public ParameterClient {
   // Sets a push chunk's fields of the open push for `stripe` (job, worker,
   // clock, parts, push_id, prior_push_id).
   void SetPushFields(size_t stripe, PushChunk* chunk) const;
-  // The stripe's batch of small pieces (at least one) as one message, with
-  // the push's fields; the batch is emptied.
-  grpc::ByteBuffer TakeBatch(size_t stripe, bool end_of_push);
   // Writes the stripe's batch of small pieces, if it holds any.
   void FlushBatch(size_t stripe);
   // Waits for `push`'s answers on every stream (or its end, or the
@@ -246,11 +244,10 @@ class GrpcParameterClient : public ParameterClient {
   // may yet leave incomplete, and a push applies everywhere or nowhere.
   std::vector<size_t> pieces_left_;
   std::vector<grpc::ByteBuffer> push_ends_;
-  // Per stripe: the small pieces of the open push not yet written
-  // (PushChunk.batch; up to kMaxBatchBytes of float32 payload), each
-  // encoded into its entry, and their float32 bytes.
-  std::vector<PushChunk> batches_;
-  std::vector<uint64_t> batch_bytes_;
+  // Per stripe: the message of small pieces of the open push not yet
+  // written (PushChunk.batch, up to kMaxBatchBytes), each encoded straight
+  // into it.
+  std::vector<BatchEncoder> batches_;
   // One long-lived PullStream per stripe (null until used, or after a
   // failed pull), whether a pull is outstanding on them, and where it writes.
   std::vector<std::unique_ptr<internal::PullStreamCall>> pull_streams_;
