@@ -235,9 +235,9 @@ constexpr int64_t kMaxQueuedSteps = 2;
 // Slices up to this many elements run a step on the committing thread when
 // none is queued (see QueueStep).
 constexpr size_t kInlineStepElements = size_t{64} << 10;
-// Slices up to this many elements (4 MiB) leave a step to a committer that
-// takes one (DeferredStep) when none is queued. Larger steps go to the
-// executor, where they overlap the stream's next reads.
+// Slices up to this many elements (4 MiB) in all leave their steps to a
+// committer that takes them (DeferredStep) when none is queued. Larger
+// steps go to the executor, where they overlap the stream's next reads.
 constexpr size_t kHeldStepElements = size_t{1} << 20;
 
 std::string RankList(const std::vector<int>& ranks) {
@@ -724,9 +724,11 @@ absl::Status PushSession::CommitImpl(DeferredStep* deferred) ABSL_NO_THREAD_SAFE
     const bool sync = job_->spec.mode() == SYNC;
     for (Slice* s : locked) {
       std::unique_ptr<StagingBuffer>& buffer = staged_[s->index];
-      // The committer runs (at most) one slice's step itself; the executor
-      // threads take the others meanwhile.
-      const bool may_hold = deferred != nullptr && deferred->empty();
+      // The committer runs steps of up to kHeldStepElements in all itself,
+      // once it has answered; the executor threads take the others
+      // meanwhile (or the commit runs them, QueueStep).
+      const bool may_hold =
+          deferred != nullptr && deferred->elements() + s->range.size() <= kHeldStepElements;
       bool held;
       if (sync) {
         s->pending[worker_] = std::move(buffer);
@@ -1131,20 +1133,24 @@ absl::Status ShardStore::Pull(const std::string& job_id, int worker, int64_t clo
 // --------------------------------------------------------------- DeferredStep
 
 void DeferredStep::Hold(std::shared_ptr<internal::Job> job, internal::Slice* s) {
-  job_ = std::move(job);
-  slice_ = s;
+  job_ = std::move(job);  // one push: the same job every time
+  slices_.push_back(s);
+  elements_ += s->range.size();
 }
 
 void DeferredStep::Run() {
-  if (slice_ == nullptr) return;
-  Slice* const s = std::exchange(slice_, nullptr);
+  if (slices_.empty()) return;
+  const std::vector<Slice*> slices = std::exchange(slices_, {});
+  elements_ = 0;
   const std::shared_ptr<Job> job = std::move(job_);
-  absl::MutexLock lock(&s->mu);
-  // The steps queued behind ours meanwhile, too (few: see kMaxQueuedSteps).
-  while (!s->held_steps.empty()) {
-    QueuedStep step = std::move(s->held_steps.front());
-    s->held_steps.pop_front();
-    RunStep(*job, s, step);
+  for (Slice* s : slices) {
+    absl::MutexLock lock(&s->mu);
+    // The steps queued behind ours meanwhile, too (few: see kMaxQueuedSteps).
+    while (!s->held_steps.empty()) {
+      QueuedStep step = std::move(s->held_steps.front());
+      s->held_steps.pop_front();
+      RunStep(*job, s, step);
+    }
   }
 }
 

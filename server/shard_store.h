@@ -136,14 +136,17 @@ class DeferredStep {
 
   // Runs the held steps, if any (then empty() again).
   void Run();
-  bool empty() const { return slice_ == nullptr; }
+  bool empty() const { return slices_.empty(); }
+  // Elements of the slices whose steps it holds.
+  size_t elements() const { return elements_; }
 
  private:
   friend class PushSession;
   void Hold(std::shared_ptr<internal::Job> job, internal::Slice* s);
 
   std::shared_ptr<internal::Job> job_;
-  internal::Slice* slice_ = nullptr;
+  std::vector<internal::Slice*> slices_;
+  size_t elements_ = 0;
 };
 
 // One worker's gradient push for one clock, staged and then applied as a whole.
@@ -202,9 +205,11 @@ class PushSession {
   // waiting for the arithmetic; every pull (and Stats) that starts after it
   // returns sees the step (see ShardStore). Waits first while a touched slice
   // has several steps queued (backpressure).
-  // With `deferred`, the caller offers to run one step itself once it has
-  // answered the push: a slice of up to 1 Mi elements with no step queued
-  // leaves its step to `deferred` instead of an executor thread.
+  // With `deferred`, the caller offers to run steps itself once it has
+  // answered the push: slices of up to 1 Mi elements in all, each with no
+  // step queued, leave their steps to `deferred` instead of an executor
+  // thread or the commit itself (a push of many small tensors is answered
+  // before their arithmetic, as one of a large tensor is).
   // Call at most once; later calls return FAILED_PRECONDITION.
   absl::Status Commit(DeferredStep* deferred = nullptr);
 

@@ -807,8 +807,7 @@ TEST_F(ShardStoreTest, ACommitterRunsTheStepItHoldsAndThoseQueuedBehindIt) {
 }
 
 // A held step that is never Run explicitly runs when the DeferredStep goes.
-// A push over two slices leaves one step to the committer, the other to the
-// store.
+// A push over two small slices leaves both steps to the committer.
 TEST_F(ShardStoreTest, AHeldStepRunsWhenItsDeferredStepGoes) {
   Create(ASYNC, {0});
   const std::vector<float> g = Grad(2.0f), gb = {1.0f, 2.0f};
@@ -823,7 +822,7 @@ TEST_F(ShardStoreTest, AHeldStepRunsWhenItsDeferredStepGoes) {
         (*session)->AddChunk("b", 2, reinterpret_cast<const char*>(gb.data()), 8).ok());
     DeferredStep step;
     ASSERT_TRUE((*session)->Commit(&step).ok());
-    EXPECT_FALSE(step.empty());
+    EXPECT_EQ(step.elements(), kSize + 2);
   }
   std::vector<PulledSlice> out;
   ASSERT_TRUE(store_
@@ -835,6 +834,44 @@ TEST_F(ShardStoreTest, AHeldStepRunsWhenItsDeferredStepGoes) {
   std::vector<float> w = Initial(0, kSize);
   for (uint64_t i = 0; i < kSize; ++i) w[i] -= 0.5f * g[i];
   EXPECT_EQ(out[0].values, w);
+}
+
+// The committer holds steps of up to 1 Mi elements in all: of slices of
+// 600 Ki, 600 Ki and 10 elements it takes the first and the last; the store
+// runs the second meanwhile. All three land.
+TEST(ShardStoreHeldStepsTest, ACommitterHoldsStepsUpToItsBudget) {
+  ShardStore store;
+  JobSpec spec = Spec(ASYNC, 0);
+  spec.mutable_optimizer()->set_learning_rate(1.0f);
+  const uint64_t big = uint64_t{600} << 10;
+  std::vector<TensorSpec> tensors = {Tensor("a", big), Tensor("b", big), Tensor("c", 10)};
+  std::vector<TensorSlice> slices;
+  for (TensorSpec& t : tensors) {
+    t.set_init(TensorSpec::ZEROS);
+    slices.push_back(SliceOf(t.name(), 0, t.size()));
+  }
+  ASSERT_TRUE(store.CreateJob("j", spec, tensors, slices, {0}).ok());
+  auto session = store.BeginPush("j", 0, 0);
+  ASSERT_TRUE(session.ok());
+  const std::vector<float> ones(big, 1.0f);
+  for (const TensorSpec& t : tensors) {
+    ASSERT_TRUE((*session)
+                    ->AddChunk(t.name(), 0, reinterpret_cast<const char*>(ones.data()),
+                               t.size() * sizeof(float))
+                    .ok());
+  }
+  DeferredStep step;
+  ASSERT_TRUE((*session)->Commit(&step).ok());
+  EXPECT_EQ(step.elements(), big + 10);
+  step.Run();
+  EXPECT_TRUE(step.empty());
+  std::vector<PulledSlice> out;
+  ASSERT_TRUE(store.Pull("j", 0, 1, slices, absl::Now() + absl::Seconds(30), &out).ok());
+  for (const PulledSlice& p : out) {
+    EXPECT_EQ(p.version, 1);
+    EXPECT_EQ(p.values.front(), -1.0f);
+    EXPECT_EQ(p.values.back(), -1.0f);
+  }
 }
 
 TEST_F(ShardStoreTest, StatsCountTraffic) {
