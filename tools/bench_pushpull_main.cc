@@ -160,6 +160,9 @@ struct Cell {
   double p99_ms = 0;
   double cpu_s_per_gb = 0;
   double wire_ratio = 1;  // payload bytes on the wire / float32 tensor bytes
+  // gRPC messages per operation of one worker, both directions: small
+  // tensors share messages (PushChunk.batch, PullChunk.batch).
+  double messages_per_op = 0;
   // With --baseline: the baseline topology's median goodput, and the median,
   // lowest and highest of goodput / baseline goodput over the repetitions.
   double baseline_gbps = 0;
@@ -496,18 +499,24 @@ class Bench {
     }
     while (ready.load() < num_workers_) std::this_thread::yield();
     std::vector<worker::GrpcParameterClient::TransferBytes> bytes0;
-    for (const auto& client : clients) bytes0.push_back(client->transfer_bytes());
+    std::vector<worker::GrpcParameterClient::Messages> messages0;
+    for (const auto& client : clients) {
+      bytes0.push_back(client->transfer_bytes());
+      messages0.push_back(client->messages());
+    }
     const double cpu0 = CpuSeconds();
     const double t0 = Now();
     go = true;
     for (auto& t : threads) t.join();
     const double seconds = Now() - t0;
     const double cpu = CpuSeconds() - cpu0;
-    double wire = 0, raw = 0;
+    double wire = 0, raw = 0, messages = 0;
     for (int w = 0; w < num_workers_; ++w) {
       const auto b = clients[w]->transfer_bytes();
       wire += double(b.push_wire - bytes0[w].push_wire) + double(b.pull_wire - bytes0[w].pull_wire);
       raw += double(b.push_raw - bytes0[w].push_raw) + double(b.pull_raw - bytes0[w].pull_raw);
+      const auto m = clients[w]->messages();
+      messages += double(m.push - messages0[w].push) + double(m.pull - messages0[w].pull);
     }
     for (int w = 0; w < num_workers_; ++w) {
       if (!results[w].ok()) {
@@ -534,6 +543,7 @@ class Bench {
     c.p99_ms = quantile(0.99) * 1e3;
     c.cpu_s_per_gb = cpu / (moved / 1e9);
     c.wire_ratio = raw > 0 ? wire / raw : 1;
+    c.messages_per_op = messages / (double(iterations) * num_workers_);
     return c;
   }
 
@@ -554,8 +564,8 @@ std::string Csv(const std::vector<Cell>& cells, const TcpResult& tcp, const Setu
   std::string out =
       "mode,size_bytes,servers,workers,iterations_per_worker,seconds,goodput_gbps,pct_of_tcp,"
       "p50_ms,p99_ms,cpu_s_per_gb,wire_ratio,tcp_gbps,baseline,baseline_gbps,vs_baseline,"
-      "vs_baseline_min,vs_baseline_max,tensors\n";
-  absl::StrAppendFormat(&out, "tcp,%d,0,1,%d,%.4f,%.4f,100.0,,,%.4f,1,%.4f,,,,,,\n", kMiB,
+      "vs_baseline_min,vs_baseline_max,messages_per_op,tensors\n";
+  absl::StrAppendFormat(&out, "tcp,%d,0,1,%d,%.4f,%.4f,100.0,,,%.4f,1,%.4f,,,,,,,\n", kMiB,
                         tcp.bytes / kMiB, tcp.seconds, tcp.goodput_gbps, tcp.cpu_s_per_gb,
                         tcp.goodput_gbps);
   for (const Cell& c : cells) {
@@ -570,7 +580,7 @@ std::string Csv(const std::vector<Cell>& cells, const TcpResult& tcp, const Setu
     } else {
       out += ",,,,,";
     }
-    absl::StrAppendFormat(&out, ",%d\n", setup.tensors);
+    absl::StrAppendFormat(&out, ",%.2f,%d\n", c.messages_per_op, setup.tensors);
   }
   return out;
 }
@@ -589,9 +599,9 @@ std::string Json(const std::vector<Cell>& cells, const TcpResult& tcp, const Set
         "    {\"mode\": \"%s\", \"size_bytes\": %d, \"iterations_per_worker\": %d, "
         "\"seconds\": %.4f, \"goodput_gbps\": %.4f, \"pct_of_tcp\": %.1f, \"p50_ms\": %.4f, "
         "\"p99_ms\": %.4f, \"cpu_s_per_gb\": %.4f, \"wire_ratio\": %.4f, "
-        "\"tcp_gbps\": %.4f%s}",
+        "\"messages_per_op\": %.2f, \"tcp_gbps\": %.4f%s}",
         ModeName(c.mode), c.size_bytes, c.iterations, c.seconds, c.goodput_gbps, c.pct_of_tcp,
-        c.p50_ms, c.p99_ms, c.cpu_s_per_gb, c.wire_ratio, c.tcp_gbps, vs));
+        c.p50_ms, c.p99_ms, c.cpu_s_per_gb, c.wire_ratio, c.messages_per_op, c.tcp_gbps, vs));
   }
   const std::string base =
       baseline ? absl::StrFormat("{\"servers\": %d, \"workers\": %d}", baseline->servers,
@@ -763,8 +773,8 @@ int Main() {
                 "(lowest-highest) of GB/s / base GB/s over the repetitions\n",
                 baseline->servers, baseline->workers);
   }
-  std::printf("%-9s %9s %7s %10s %9s %9s %10s %10s %9s %6s", "mode", "size", "iters", "GB/s",
-              "% of TCP", "TCP GB/s", "p50 ms", "p99 ms", "CPU s/GB", "wire");
+  std::printf("%-9s %9s %7s %10s %9s %9s %10s %10s %9s %6s %8s", "mode", "size", "iters",
+              "GB/s", "% of TCP", "TCP GB/s", "p50 ms", "p99 ms", "CPU s/GB", "wire", "msgs/op");
   if (baseline) std::printf(" %10s %18s", "base GB/s", "x base");
   std::printf("\n");
   std::fflush(stdout);
@@ -823,10 +833,10 @@ int Main() {
       std::sort(reps.begin(), reps.end(),
                 [](const Cell& a, const Cell& b) { return a.pct_of_tcp < b.pct_of_tcp; });
       Cell c = reps[reps.size() / 2];
-      std::printf("%-9s %9s %7d %10.3f %8.1f%% %9.3f %10.3f %10.3f %9.3f %5.1f%%",
+      std::printf("%-9s %9s %7d %10.3f %8.1f%% %9.3f %10.3f %10.3f %9.3f %5.1f%% %8.1f",
                   ModeName(mode), SizeLabel(size).c_str(), c.iterations, c.goodput_gbps,
                   c.pct_of_tcp, c.tcp_gbps, c.p50_ms, c.p99_ms, c.cpu_s_per_gb,
-                  100 * c.wire_ratio);
+                  100 * c.wire_ratio, c.messages_per_op);
       if (baseline) {
         c.baseline_gbps = Median(base_gbps);
         c.vs_baseline = Median(ratios);

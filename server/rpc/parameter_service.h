@@ -38,7 +38,8 @@ inline constexpr size_t kMinHeldChunkBytes = size_t{64} << 10;
 // the slice's staging buffer), a pulled piece is copied from the slice
 // straight into the outgoing buffer; the rest is synchronous.
 //   Push, PushStream: the first chunk of a push fixes job/worker/clock (a
-//         later chunk that differs is INVALID_ARGUMENT); each chunk is staged;
+//         later chunk that differs is INVALID_ARGUMENT); each chunk, and
+//         each piece batched in one (PushChunk.batch), is staged;
 //         the push is committed when the client half-closes (Push) or sends
 //         a chunk marked end_of_push (PushStream: the part's last chunk, or
 //         a bare marker; the stream then answers and takes the next
@@ -47,7 +48,9 @@ inline constexpr size_t kMinHeldChunkBytes = size_t{64} << 10;
 //         discarded if a stream breaks or half-closes mid-push.
 //   Pull: waits per the job's mode until the client's deadline, capped by
 //         Options::max_pull_wait, then streams PullChunks of at most
-//         kPullPieceBytes of payload.
+//         kPullPieceBytes of payload, consecutive pieces under
+//         kBatchedPieceBytes batched into one (PullChunk.batch, up to
+//         kMaxBatchBytes; a lone one goes as a chunk of its own).
 //   PullStream: the same for each PullRequest on a long-lived stream, the
 //         wait bounded by the request's wait_ms (and max_pull_wait), the
 //         pull's last chunk marked end_of_pull; a failed pull ends the
