@@ -675,9 +675,10 @@ TEST_F(PsClientTest, ManySmallTensorsTravelBatched) {
   std::vector<TensorSpec> tensors;
   std::vector<std::vector<TensorSlice>> held(2);
   for (int t = 0; t < kTensors; ++t) {
-    // 100..20263 elements: the last few are over kBatchedPieceBytes and go
+    // 100..18195 elements; the last four are over kBatchedPieceBytes and go
     // on their own, after the batch before them.
-    const uint64_t size = 100 + 517 * static_cast<uint64_t>(t);
+    const uint64_t size =
+        t < kTensors - 4 ? 100 + 517 * static_cast<uint64_t>(t) : kBatchedPieceBytes / 4 + 3000;
     tensors.push_back(Tensor(absl::StrCat("t", t), size));
     held[t % 2].push_back(Slice(tensors.back().name(), 0, size));
   }
@@ -749,13 +750,13 @@ TEST_F(PsClientTest, ManySmallTensorsTravelBatched) {
             << t << " " << i;
       }
     }
-    // Each server's 16 small tensors (about 500 KB of float32, half that in
-    // 16 bits) go in 1 to 3 batched messages, its 4 large ones in one each;
-    // a message per tensor would be 40.
+    // Each server's 18 small tensors (about 640 KB of float32) go in one or
+    // two batched messages, its 2 large ones in one each; a message per
+    // tensor would be 40.
     const auto messages = client_->messages();
-    EXPECT_LE(messages.push, 2 * (3 + 4));
-    EXPECT_LE(messages.pull, 2 * (3 + 4));
-    EXPECT_GE(messages.pull, 2 * (1 + 4));
+    EXPECT_LE(messages.push, 2 * (2 + 2));
+    EXPECT_LE(messages.pull, 2 * (2 + 2));
+    EXPECT_GE(messages.pull, 2 * (1 + 2));
   }
 }
 

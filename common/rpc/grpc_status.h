@@ -22,13 +22,15 @@ absl::Status FromGrpcStatus(const grpc::Status& status, absl::string_view contex
 // Payload chunks on every tensor stream carry at most this many bytes.
 inline constexpr size_t kMaxChunkBytes = 1 << 20;
 // Pieces of fewer payload bytes than this (counted as float32) travel
-// batched, several to a message (PushChunk.batch, PullChunk.batch), with up
-// to kMaxBatchBytes of float32 payload per message, instead of a message
-// each. Every message costs about 20 us of syscalls and wakeups on each
-// side here, which was most of a push or pull of many small tensors
+// batched, several to a message (PushChunk.batch, PullChunk.batch), up to
+// kMaxBatchBytes a message, instead of a message each. Every message costs
+// about 20 us of syscalls and wakeups on each side here, which was most of
+// a push or pull of many small tensors; a batched piece costs a copy into
+// the message instead of none. 256 KiB: with 64-200 KiB pieces, pulls ran
+// 1.2-2x faster batched and pushes level or faster, at less CPU per byte
 // (benchmarks/results/pushpull/pushpull.md, items 38 and 39).
-inline constexpr size_t kBatchedPieceBytes = size_t{64} << 10;
-inline constexpr size_t kMaxBatchBytes = size_t{256} << 10;
+inline constexpr size_t kBatchedPieceBytes = size_t{256} << 10;
+inline constexpr size_t kMaxBatchBytes = size_t{1} << 20;
 // Max gRPC message size on channels and servers: a chunk plus its header.
 inline constexpr int kMaxMessageBytes = 4 << 20;
 

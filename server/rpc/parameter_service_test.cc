@@ -501,8 +501,9 @@ TEST_F(ParameterServiceTest, BatchedPiecesTravelLikeChunksOfTheirOwn) {
   }
   ASSERT_TRUE(reader->Finish().ok());
   EXPECT_TRUE(values == want);
-  // 12000-byte pieces, 21 to a message (252000 bytes, under kMaxBatchBytes),
-  // then the rest of the tensor in kPullPieceBytes pieces, unbatched.
+  // 12000-byte pieces, as many to a message as kMaxBatchBytes holds with
+  // their framing (87 of 1 MiB: 1044000 bytes of payload), then the rest of
+  // the tensor in kPullPieceBytes pieces (the last of 368 KiB), unbatched.
   const size_t per_batch = kMaxBatchBytes / (kPiece * sizeof(float));
   std::vector<int> want_entries(kPieces / per_batch, static_cast<int>(per_batch));
   want_entries.push_back(static_cast<int>(kPieces % per_batch));
