@@ -241,7 +241,7 @@ constexpr size_t kInlineStepElements = size_t{64} << 10;
 constexpr size_t kHeldStepElements = size_t{1} << 20;
 // Past the first, a committer holds no step of fewer elements (16 KiB): it
 // costs less to run under the locks the commit holds anyway than to take
-// them again. A push of 64 x 1 KiB tensors was answered 15% later, at 20%
+// them again. A push of 64 x 1 KiB tensors was answered 12% later, at 18%
 // more CPU, with every step held (pushpull.md, item 39).
 constexpr size_t kMinHeldStepElements = size_t{4} << 10;
 
