@@ -19,7 +19,9 @@
 #include "common/range.h"
 #include "common/rpc/grpc_status.h"
 #include "common/status_macros.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "proto/parameter_service.grpc.pb.h"
 #include "server/rpc/parameter_server.h"
 
 namespace tessera {
@@ -757,6 +759,120 @@ TEST_F(PsClientTest, ManySmallTensorsTravelBatched) {
     EXPECT_LE(messages.push, 2 * (2 + 2));
     EXPECT_LE(messages.pull, 2 * (2 + 2));
     EXPECT_GE(messages.pull, 2 * (1 + 2));
+  }
+}
+
+// A parameter server that answers every pull with `answer`: what the client
+// makes of batches no real server sends.
+class FakePullService final : public ParameterService::Service {
+ public:
+  explicit FakePullService(std::vector<PullChunk> answer) : answer_(std::move(answer)) {}
+  grpc::Status PullStream(grpc::ServerContext*,
+                          grpc::ServerReaderWriter<PullChunk, PullRequest>* stream) override {
+    PullRequest request;
+    while (stream->Read(&request)) {
+      for (const PullChunk& chunk : answer_) {
+        if (!stream->Write(chunk)) return grpc::Status::OK;
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  const std::vector<PullChunk> answer_;
+};
+
+// Pulls tensors "a" (4 floats) and "b" (3) from a server answering `chunk`.
+absl::Status PullFromFake(const PullChunk& chunk, std::vector<float>* a, std::vector<float>* b) {
+  FakePullService service({chunk});
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  ConfigureServerBuilder(&builder);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0) return absl::UnavailableError("no fake server");
+  TensorPlan plan;
+  *plan.add_tensors() = Tensor("a", 4);
+  *plan.add_tensors() = Tensor("b", 3);
+  ServerSlices* ss = plan.add_servers();
+  ss->set_server_id("fake");
+  ss->set_address(absl::StrCat("127.0.0.1:", port));
+  *ss->add_slices() = Slice("a", 0, 4);
+  *ss->add_slices() = Slice("b", 0, 3);
+  worker::PsClientOptions options;
+  options.pull_timeout = absl::Seconds(10);
+  TESSERA_ASSIGN_OR_RETURN(auto client, GrpcParameterClient::Create("j", 0, plan, options));
+  a->assign(4, NAN);
+  b->assign(3, NAN);
+  std::vector<absl::Span<float>> spans = {absl::MakeSpan(*a), absl::MakeSpan(*b)};
+  int64_t view = -5;
+  absl::Status st = client->Pull(0, absl::MakeConstSpan(spans), &view);
+  client.reset();
+  server->Shutdown();
+  return st;
+}
+
+// A batched answer lands entry by entry; entries that set the pull's fields,
+// name a tensor not pulled, or run past it are refused as DATA_LOSS, saying
+// which.
+TEST(PsClientBatchTest, PulledBatchEntriesLandOrAreRefused) {
+  const std::vector<float> va = {1, 2, 3, 4}, vb = {5, 6, 7};
+  auto entry = [](PullChunk* batch, const std::string& tensor, uint64_t offset,
+                  const std::vector<float>& v) {
+    PullChunk* e = batch->add_batch();
+    e->set_tensor(tensor);
+    e->set_offset(offset);
+    e->set_values(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+    return e;
+  };
+  PullChunk good;
+  good.set_end_of_pull(true);
+  entry(&good, "a", 0, va);
+  entry(&good, "b", 0, vb);
+  std::vector<float> a, b;
+  ASSERT_TRUE(PullFromFake(good, &a, &b).ok());
+  EXPECT_EQ(a, va);
+  EXPECT_EQ(b, vb);
+
+  struct Case {
+    std::string name;
+    PullChunk chunk;
+    std::string text;
+  };
+  std::vector<Case> cases;
+  for (int k = 0; k < 5; ++k) {
+    PullChunk bad;
+    bad.set_end_of_pull(true);
+    entry(&bad, "a", 0, va);
+    PullChunk* e = entry(&bad, "b", 0, vb);
+    switch (k) {
+      case 0:
+        e->set_view_clock(3);
+        cases.push_back({"an entry's view clock", bad, "malformed batch entry 1 for tensor 'b'"});
+        break;
+      case 1:
+        e->set_end_of_pull(true);
+        cases.push_back({"an entry's end_of_pull", bad, "sets fields of the pull"});
+        break;
+      case 2:
+        e->add_batch()->set_tensor("a");
+        cases.push_back({"a batch in an entry", bad, "sets fields of the pull"});
+        break;
+      case 3:
+        e->set_tensor("zz");
+        cases.push_back({"an unknown tensor", bad, "tensor 'zz'"});
+        break;
+      default:
+        e->set_offset(1);
+        cases.push_back({"past the tensor", bad, "tensor 'b' at offset 1"});
+        break;
+    }
+  }
+  for (const Case& c : cases) {
+    const absl::Status st = PullFromFake(c.chunk, &a, &b);
+    EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << c.name << ": " << st;
+    EXPECT_NE(st.message().find(c.text), absl::string_view::npos) << c.name << ": " << st;
   }
 }
 
