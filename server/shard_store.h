@@ -207,9 +207,10 @@ class PushSession {
   // has several steps queued (backpressure).
   // With `deferred`, the caller offers to run steps itself once it has
   // answered the push: slices of up to 1 Mi elements in all, each with no
-  // step queued, leave their steps to `deferred` instead of an executor
-  // thread or the commit itself (a push of many small tensors is answered
-  // before their arithmetic, as one of a large tensor is).
+  // step queued (past the first, none under 4 Ki elements), leave their
+  // steps to `deferred` instead of an executor thread or the commit itself
+  // (a push of many small tensors is answered before their arithmetic, as
+  // one of a large tensor is).
   // Call at most once; later calls return FAILED_PRECONDITION.
   absl::Status Commit(DeferredStep* deferred = nullptr);
 

@@ -57,7 +57,8 @@ grpc::ByteBuffer EncodeChunkHeaderLast(
 // it comes (a `batch_field` submessage: its fields, then its `payload_field`
 // payload, written by the caller straight into the buffer), then fields
 // known only at the end. Protobuf reads fields in any order, so these are
-// the message's ordinary bytes. Reused message after message.
+// the message's ordinary bytes. One encoder serves message after message,
+// each in a buffer of its own (gRPC may still hold the last one).
 class BatchEncoder {
  public:
   // `capacity`: the bytes a message usually reaches (it may grow past them).
