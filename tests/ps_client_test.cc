@@ -762,6 +762,44 @@ TEST_F(PsClientTest, ManySmallTensorsTravelBatched) {
   }
 }
 
+// Plans that do not hold every element of every tensor exactly once are
+// refused before anything is sent, saying what is wrong.
+TEST(PsClientPlanTest, InconsistentPlansAreRefused) {
+  auto plan = [](const std::vector<TensorSpec>& tensors,
+                 const std::vector<TensorSlice>& slices, const std::string& address) {
+    TensorPlan p;
+    for (const TensorSpec& t : tensors) *p.add_tensors() = t;
+    ServerSlices* ss = p.add_servers();
+    ss->set_server_id("s0");
+    ss->set_address(address);
+    for (const TensorSlice& s : slices) *ss->add_slices() = s;
+    return p;
+  };
+  const std::string at = "127.0.0.1:1";
+  const struct {
+    std::string name;
+    TensorPlan plan;
+    std::string text;
+  } cases[] = {
+      {"a tensor twice", plan({Tensor("a", 4), Tensor("a", 4)}, {Slice("a", 0, 4)}, at),
+       "tensor 'a' is listed twice"},
+      {"an unknown tensor", plan({Tensor("a", 4)}, {Slice("a", 0, 4), Slice("z", 0, 1)}, at),
+       "unknown tensor 'z'"},
+      {"a gap", plan({Tensor("a", 4)}, {Slice("a", 0, 2), Slice("a", 3, 4)}, at),
+       "do not cover it exactly once"},
+      {"an overlap", plan({Tensor("a", 4)}, {Slice("a", 0, 3), Slice("a", 2, 4)}, at),
+       "do not cover it exactly once"},
+      {"past the end", plan({Tensor("a", 4)}, {Slice("a", 0, 5)}, at), "bad slice [0, 5)"},
+      {"no address", plan({Tensor("a", 4)}, {Slice("a", 0, 4)}, ""), "has no address"},
+  };
+  for (const auto& c : cases) {
+    auto client = GrpcParameterClient::Create("j", 0, c.plan);
+    EXPECT_EQ(client.status().code(), absl::StatusCode::kInvalidArgument) << c.name;
+    EXPECT_NE(client.status().message().find(c.text), absl::string_view::npos)
+        << c.name << ": " << client.status();
+  }
+}
+
 // A parameter server that answers every pull with `answer`: what the client
 // makes of batches no real server sends.
 class FakePullService final : public ParameterService::Service {

@@ -6,6 +6,7 @@
 #include <deque>
 #include <limits>
 #include <random>
+#include <unordered_map>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
@@ -243,21 +244,20 @@ namespace {
 // 16-bit piece. DATA_LOSS for a piece that does not fit the target.
 absl::Status DecodePullPiece(const PullChunk& header, ChunkPayload& payload,
                              const PullTarget& target, std::string* narrow, uint64_t* received) {
-  const auto& names = *target.names;
-  const auto it = std::find(names.begin(), names.end(), header.tensor());
+  const auto it = target.index->find(header.tensor());
   const bool narrowed = header.encoding() != COMPRESSION_NONE;
   const size_t width = narrowed ? 2 : sizeof(float);
   const size_t n = payload.size() / width;
   if ((narrowed && header.encoding() != COMPRESSION_FP16 &&
        header.encoding() != COMPRESSION_BF16) ||
-      it == names.end() || payload.size() % width != 0 ||
-      header.offset() > target.params[it - names.begin()].size() ||
-      n > target.params[it - names.begin()].size() - header.offset()) {
+      it == target.index->end() || payload.size() % width != 0 ||
+      header.offset() > target.params[it->second].size() ||
+      n > target.params[it->second].size() - header.offset()) {
     return absl::DataLossError(absl::StrCat("malformed ", CompressionName(header.encoding()),
                                             " chunk for tensor '", header.tensor(),
                                             "' at offset ", header.offset()));
   }
-  float* dst = target.params[it - names.begin()].data() + header.offset();
+  float* dst = target.params[it->second].data() + header.offset();
   if (!narrowed) {
     char* out = reinterpret_cast<char*>(dst);
     TESSERA_RETURN_IF_ERROR(target.stream ? payload.StreamTo(out) : payload.ReadTo(out));
@@ -460,18 +460,25 @@ absl::StatusOr<std::unique_ptr<GrpcParameterClient>> GrpcParameterClient::Create
   // Validate: every element of every tensor is held by exactly one server.
   std::vector<std::vector<Range>> covered(plan.tensors_size());
   std::vector<std::string> names;
-  for (const TensorSpec& t : plan.tensors()) names.push_back(t.name());
+  std::unordered_map<std::string, size_t> index;
+  for (const TensorSpec& t : plan.tensors()) {
+    if (!index.emplace(t.name(), names.size()).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("plan: tensor '", t.name(), "' is listed twice"));
+    }
+    names.push_back(t.name());
+  }
   for (const ServerSlices& s : plan.servers()) {
     if (s.address().empty()) {
       return absl::InvalidArgumentError(absl::StrCat("plan: server ", s.server_id(), " has no address"));
     }
     for (const TensorSlice& slice : s.slices()) {
-      auto it = std::find(names.begin(), names.end(), slice.tensor());
-      if (it == names.end()) {
+      const auto it = index.find(slice.tensor());
+      if (it == index.end()) {
         return absl::InvalidArgumentError(
             absl::StrCat("plan: server ", s.address(), " holds unknown tensor '", slice.tensor(), "'"));
       }
-      const size_t t = it - names.begin();
+      const size_t t = it->second;
       if (slice.begin() >= slice.end() || slice.end() > plan.tensors(t).size()) {
         return absl::InvalidArgumentError(absl::StrCat("plan: bad slice [", slice.begin(), ", ",
                                                        slice.end(), ") of '", slice.tensor(), "'"));
@@ -521,6 +528,7 @@ GrpcParameterClient::GrpcParameterClient(std::string job_id, int rank, const Ten
       }()) {
   uint64_t plan_bytes = 0;
   for (const TensorSpec& t : plan.tensors()) {
+    tensor_index_.emplace(t.name(), static_cast<int>(tensor_names_.size()));
     tensor_names_.push_back(t.name());
     tensor_sizes_.push_back(t.size());
     plan_bytes += t.size() * sizeof(float);
@@ -541,9 +549,7 @@ GrpcParameterClient::GrpcParameterClient(std::string job_id, int rank, const Ten
     Server server;
     server.address = s.address();
     for (const TensorSlice& slice : s.slices()) {
-      const int t = static_cast<int>(
-          std::find(tensor_names_.begin(), tensor_names_.end(), slice.tensor()) -
-          tensor_names_.begin());
+      const int t = tensor_index_.at(slice.tensor());  // Create checked it
       const Piece piece{t, slice.begin(), slice.end()};
       server.pieces.push_back(piece);
       server.elements += piece.end - piece.begin;
@@ -962,7 +968,7 @@ absl::Status GrpcParameterClient::StartPull(int64_t clock,
                                                      tensor_sizes_[t]));
     }
   }
-  pull_target_.names = &tensor_names_;
+  pull_target_.index = &tensor_index_;
   pull_target_.params.assign(params.begin(), params.end());
   uint64_t pull_bytes = 0;
   for (const absl::Span<float>& p : params) pull_bytes += p.size() * sizeof(float);

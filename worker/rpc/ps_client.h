@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -68,9 +69,10 @@ namespace internal {
 class PayloadPins;
 class PushStreamCall;
 class PullStreamCall;
-// Where a pull's values go: the plan's tensor names and the caller's buffers.
+// Where a pull's values go: the plan's tensors by name (their index in plan
+// order) and the caller's buffers.
 struct PullTarget {
-  const std::vector<std::string>* names = nullptr;
+  const std::unordered_map<std::string, int>* index = nullptr;
   std::vector<absl::Span<float>> params;
   // Written with streaming stores (PsClientOptions::streamed_pull_bytes).
   bool stream = false;
@@ -201,6 +203,7 @@ class GrpcParameterClient : public ParameterClient {
   const PsClientOptions options_;
   internal::PayloadPins* const pins_;  // float32 pushes: gradient memory lent to gRPC
   std::vector<std::string> tensor_names_;
+  std::unordered_map<std::string, int> tensor_index_;  // name -> index in plan order
   std::vector<uint64_t> tensor_sizes_;
   std::vector<Server> servers_;
   std::vector<Stripe> stripes_;  // every server's, in server order
