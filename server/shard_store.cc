@@ -195,12 +195,12 @@ struct Job {
   // The slice of `tensor` holding all of `r`.
   absl::StatusOr<Slice*> FindSlice(absl::string_view tensor, const Range& r,
                                    absl::string_view what) const {
-    if (tensors.find(tensor) == tensors.end()) {
-      return absl::NotFoundError(
-          absl::StrCat(what, ": job '", id, "' has no tensor '", tensor, "'"));
-    }
     auto it = by_tensor.find(tensor);
     if (it == by_tensor.end()) {
+      if (tensors.find(tensor) == tensors.end()) {
+        return absl::NotFoundError(
+            absl::StrCat(what, ": job '", id, "' has no tensor '", tensor, "'"));
+      }
       return absl::NotFoundError(absl::StrCat(what, ": tensor '", tensor, "' of job '", id,
                                               "' has no slice on this server"));
     }
