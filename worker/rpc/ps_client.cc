@@ -450,6 +450,8 @@ namespace {
 constexpr uint64_t kFloatsPerChunk = kMaxChunkBytes / sizeof(float);
 // How long a push waits for gRPC to let go of gradient memory.
 constexpr absl::Duration kPinGrace = absl::Seconds(5);
+// How often that wait, with a push in flight, looks for a stream that ended.
+constexpr absl::Duration kPinPoll = absl::Milliseconds(10);
 // How long past pull_timeout a pull waits for the server's answer (which
 // names the workers it waited for) before it gives up on its own.
 constexpr absl::Duration kPullAnswerGrace = absl::Seconds(5);
@@ -837,9 +839,21 @@ absl::Status GrpcParameterClient::FinishPush() {
   // waiting for it closes its streams, which lets go of the gradients. A
   // broken connection may keep unsent frames of a dead stream a little
   // longer: those bytes go nowhere, so the caller may go on.
+  // A stream the server ended (it refused the push) may keep the frames it
+  // had queued until the call is cancelled: the push in flight then fails
+  // now, which closes its streams, instead of after the whole wait.
   const absl::Time grace = absl::Now() + kPinGrace;
-  bool released = pins_->AwaitReleased(
-      unanswered_.has_value() ? std::min(unanswered_->deadline, grace) : grace);
+  const absl::Time until =
+      unanswered_.has_value() ? std::min(unanswered_->deadline, grace) : grace;
+  bool released = false;
+  while (true) {
+    released = pins_->AwaitReleased(std::min(until, absl::Now() + kPinPoll));
+    if (released || absl::Now() >= until || !unanswered_.has_value()) break;
+    if (std::any_of(push_streams_.begin(), push_streams_.end(),
+                    [](const auto& stream) { return stream != nullptr && stream->ended(); })) {
+      break;
+    }
+  }
   if (!released && unanswered_.has_value()) {
     first = AwaitUnanswered();
     released = pins_->AwaitReleased(absl::Now() + kPinGrace);
