@@ -47,7 +47,8 @@ class ParameterClient {
   // an error the stream is abandoned; the next BeginPush starts afresh.
   // A push still in flight is waited for by the next FinishPush, BeginPush
   // after an abandoned push, StartPull or Pull (a worker reads its own
-  // pushes), and AwaitPushes; the first of them returns its error.
+  // pushes), and AwaitPushes; the first of them returns its error. A push a
+  // server refused before it was on its way fails its own FinishPush.
   // The default implementation collects the spans and calls Push in
   // FinishPush; network clients override it to start sending at once.
   virtual absl::Status BeginPush(int64_t clock);
