@@ -1,6 +1,7 @@
 // The PS client against real in-process parameter servers over loopback gRPC:
-// plain, streamed and compressed pushes, plain and 16-bit pulls, what reaches
-// the weights in each case, and the bytes each codec puts on the wire.
+// plain, streamed, compressed and batched pushes, plain, 16-bit and batched
+// pulls, what reaches the weights in each case, and the bytes and messages
+// each puts on the wire; against a fake server for answers no real one sends.
 
 #include "worker/rpc/ps_client.h"
 
