@@ -1174,20 +1174,25 @@ PullCursor::PullCursor(std::shared_ptr<internal::Job> job, std::vector<Source> s
 
 PullCursor::~PullCursor() = default;
 
+namespace {
+// The piece Next(max_elements) reads from a range with `left` elements to go.
+size_t PieceSize(size_t max_elements, uint64_t left) {
+  return std::min<uint64_t>(std::max<size_t>(max_elements, 1), left);
+}
+}  // namespace
+
 size_t PullCursor::NextSize(size_t max_elements) const {
   if (next_source_ == sources_.size()) return 0;
-  return std::min<uint64_t>(std::max<size_t>(max_elements, 1),
-                            sources_[next_source_].range.size() - next_offset_);
+  return PieceSize(max_elements, sources_[next_source_].range.size() - next_offset_);
 }
 
 size_t PullCursor::SizeAfterNext(size_t max_elements) const {
   const size_t n = NextSize(max_elements);
   if (n == 0) return 0;
   const uint64_t left = sources_[next_source_].range.size() - next_offset_ - n;
-  if (left > 0) return std::min<uint64_t>(std::max<size_t>(max_elements, 1), left);
+  if (left > 0) return PieceSize(max_elements, left);
   if (next_source_ + 1 == sources_.size()) return 0;
-  return std::min<uint64_t>(std::max<size_t>(max_elements, 1),
-                            sources_[next_source_ + 1].range.size());
+  return PieceSize(max_elements, sources_[next_source_ + 1].range.size());
 }
 
 absl::StatusOr<bool> PullCursor::Next(size_t max_elements,

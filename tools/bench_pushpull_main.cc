@@ -345,7 +345,8 @@ class Bench {
         num_tensors_(num_tensors),
         codec_(codec) {}
 
-  // Starts the servers, each with the stub that creates and drops its jobs.
+  // Starts the servers, each with the gRPC client (a generated
+  // ParameterService::Stub) that creates and drops its jobs.
   absl::Status StartServers() {
     for (int s = 0; s < num_servers_; ++s) {
       servers_.push_back(std::make_unique<server::ParameterServer>());
@@ -353,7 +354,7 @@ class Bench {
         return absl::Status(st.code(), absl::StrCat("server ", s, ": ", st.message()));
       }
       addresses_.push_back(absl::StrCat("127.0.0.1:", servers_.back()->port()));
-      stubs_.push_back(ParameterService::NewStub(MakeChannel(addresses_.back())));
+      admins_.push_back(ParameterService::NewStub(MakeChannel(addresses_.back())));
     }
     return absl::OkStatus();
   }
@@ -387,7 +388,7 @@ class Bench {
     if (!plan.ok()) return plan.status();
     plan_ = *std::move(plan);
     *plan_.mutable_compression() = spec.compression();
-    // plan_.servers follows the order of `servers`, so server s is stubs_[s].
+    // plan_.servers follows the order of `servers`, so server s is admins_[s].
     for (int s = 0; s < num_servers_; ++s) {
       CreateJobRequest create;
       create.set_job_id(kJobId);
@@ -397,7 +398,7 @@ class Bench {
       for (int w = 0; w < num_workers_; ++w) create.add_live_workers(w);
       grpc::ClientContext ctx;
       CreateJobResponse resp;
-      TESSERA_RETURN_IF_ERROR(FromGrpcStatus(stubs_[s]->CreateJob(&ctx, create, &resp),
+      TESSERA_RETURN_IF_ERROR(FromGrpcStatus(admins_[s]->CreateJob(&ctx, create, &resp),
                                              absl::StrCat("create job on ", addresses_[s])));
     }
     return absl::OkStatus();
@@ -409,7 +410,7 @@ class Bench {
       DropJobRequest req;
       req.set_job_id(kJobId);
       DropJobResponse resp;
-      TESSERA_RETURN_IF_ERROR(FromGrpcStatus(stubs_[s]->DropJob(&ctx, req, &resp),
+      TESSERA_RETURN_IF_ERROR(FromGrpcStatus(admins_[s]->DropJob(&ctx, req, &resp),
                                              absl::StrCat("drop job on ", addresses_[s])));
     }
     return absl::OkStatus();
@@ -554,7 +555,8 @@ class Bench {
   const Compression codec_;
   std::vector<std::unique_ptr<server::ParameterServer>> servers_;
   std::vector<std::string> addresses_;  // per server, "127.0.0.1:port"
-  std::vector<std::unique_ptr<ParameterService::Stub>> stubs_;  // per server
+  // Per server: the gRPC client that creates and drops the bench's jobs.
+  std::vector<std::unique_ptr<ParameterService::Stub>> admins_;
   TensorPlan plan_;
 };
 

@@ -97,7 +97,7 @@ class PushIntake {
                        ? absl::OkStatus()
                        : absl::InvalidArgumentError("push: a chunk with values but no tensor");
           }
-          return Stage(header, payload);
+          return Stage(header, header, payload);
         });
     if (!s.ok()) Fail(s);
     return s;
@@ -134,9 +134,9 @@ class PushIntake {
   }
 
   // Batch entry `i` (in entry_) of the message whose fields so far are in
-  // `outer`: staged as a chunk of its own with the outer chunk's push fields.
+  // `outer`: staged as a chunk of its own under the outer chunk's push fields.
   absl::Status StageEntry(const PushChunk& outer, int i, ChunkPayload& payload) {
-    PushChunk& entry = entry_;
+    const PushChunk& entry = entry_;
     if (!entry.job_id().empty() || entry.worker() != 0 || entry.clock() != 0 ||
         entry.parts() != 0 || entry.push_id() != 0 || entry.prior_push_id() != 0 ||
         entry.end_of_push() || entry.batch_size() > 0) {
@@ -148,17 +148,14 @@ class PushIntake {
     if (entry.tensor().empty()) {
       return absl::InvalidArgumentError(absl::StrCat("push: batch entry ", i, " names no tensor"));
     }
-    entry.set_job_id(outer.job_id());
-    entry.set_worker(outer.worker());
-    entry.set_clock(outer.clock());
-    entry.set_parts(outer.parts());
-    entry.set_push_id(outer.push_id());
-    entry.set_prior_push_id(outer.prior_push_id());
-    return Stage(entry, payload);
+    return Stage(outer, entry, payload);
   }
 
-  absl::Status Stage(const PushChunk& header, ChunkPayload& payload) {
-    TESSERA_RETURN_IF_ERROR(CheckHeader(header));
+  // Stages `header`'s piece (tensor, offset, encoding, elements, scale) of
+  // the push that `push`'s fields name: the same chunk, or a batch's message
+  // and one of its entries.
+  absl::Status Stage(const PushChunk& push, const PushChunk& header, ChunkPayload& payload) {
+    TESSERA_RETURN_IF_ERROR(CheckHeader(push));
     if (payload.size() > kMaxChunkBytes) {
       return absl::InvalidArgumentError(absl::StrCat("push to '", header.tensor(),
                                                      "': a chunk of ", payload.size(),

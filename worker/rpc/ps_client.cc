@@ -690,14 +690,16 @@ absl::Status GrpcParameterClient::PushTensor(int tensor, absl::Span<const float>
   // so the senders' stripes are on their way before it blocks here.
   for (auto holder = holders_[tensor].rbegin(); holder != holders_[tensor].rend(); ++holder) {
     const auto& [stripe, piece] = *holder;
-    SetPushFields(stripe, &header);
     // The stripe's last chunk of this push ends it (no marker of its own);
     // FinishPush sends it.
     const bool ends_stripe = --pieces_left_[stripe] == 0;
     // A small piece joins the stripe's batch (one chunk: under
     // kBatchedPieceBytes); a larger one goes after the batch so far.
     const bool batched = (piece.end - piece.begin) * sizeof(float) < kBatchedPieceBytes;
-    if (!batched) FlushBatch(stripe);
+    if (!batched) {
+      FlushBatch(stripe);
+      SetPushFields(stripe, &header);  // its chunks go on their own
+    }
     internal::PushStreamCall& stream = *push_streams_[stripe];
     for (uint64_t off = piece.begin; off < piece.end; off += kFloatsPerChunk) {
       const uint64_t n = std::min<uint64_t>(kFloatsPerChunk, piece.end - off);
